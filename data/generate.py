@@ -1,0 +1,279 @@
+"""Generates an IRecSim dataset: chronologically split TFRecord shards and metadata.json.
+
+    python -m data.generate --flagfile=configs/sim_small.flags --output_dir=DIR
+
+Users are split into `--n_shards` shards (user_id % n_shards); each shard is simulated and
+written by its own process, so the bytes depend on the seed and the shard count, never on
+`--processes`. Each shard runs a warm-up day (-1) under a uniformly random policy to train the
+logging policy's first LR; the warm-up day is not written. Days < n_days - test_days form the
+train split, the rest the test split; each test record carries the user's last
+`--history_context` training impressions as context (target = 0).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+
+import numpy as np
+from absl import app, flags
+
+from data import config_flags, tfrecord_io
+from data.logging_policy import LoggingPolicy
+from data.progress import Progress
+from data.schema import FeatureSpec, ImpressionLog
+from data.sim_config import CHANNELS, CONTEXT_FIELDS, ITEM_FIELDS, MAX_TAGS, SimConfig
+from data.sim_world import World, make_world
+from data.simulator import IRecSim
+from data.stats import SplitStats, calibration_report
+
+config_flags.define_flags(SimConfig)
+flags.DEFINE_string("output_dir", None, "Where shards and metadata.json are written.")
+flags.DEFINE_integer("n_shards", 4, "User shards (part of the data's identity with the seed).")
+flags.DEFINE_integer("processes", 0, "Worker processes; 0 = one per CPU core.")
+flags.DEFINE_integer("history_context", 100, "Training impressions carried into each test "
+                     "record as history context (>= the longest --max_seq_len to be used).")
+
+
+def feature_spec(world: World) -> FeatureSpec:
+    cfg = world.config
+    users = world.users
+    return FeatureSpec(
+        channel_names=CHANNELS, list_size=cfg.list_size, max_tags=MAX_TAGS,
+        n_users=len(users), n_items=len(world.items), n_tags=world.n_tags,
+        user_field_names=users.field_names, user_field_sizes=users.field_sizes,
+        item_field_names=tuple(n for n, _ in ITEM_FIELDS),
+        item_field_sizes=tuple(s for _, s in ITEM_FIELDS),
+        context_field_names=tuple(n for n, _ in CONTEXT_FIELDS),
+        context_field_sizes=tuple(s for _, s in CONTEXT_FIELDS))
+
+
+class _DayLog:
+    """Collects the steps of one day as column chunks."""
+
+    def __init__(self):
+        self.chunks: list[dict] = []
+        self.sessions = 0
+
+    def add(self, world: World, req, slates, props, fb) -> None:
+        n, s = slates.shape
+        items = world.items
+        rep = lambda a: np.repeat(a, s)  # noqa: E731  (per request -> per impression)
+        context = np.concatenate([np.repeat(req.context, s, axis=0),
+                                  fb.item_age_bucket.reshape(-1, 1)], axis=1)
+        flat = slates.ravel()
+        self.chunks.append(dict(
+            user_id=rep(req.user_id), request_id=rep(req.request_id),
+            timestamp=rep(req.timestamp), slot=np.tile(np.arange(s), n),
+            channel=items.channel[flat], item_id=flat,
+            clicked=fb.clicked.ravel().astype(np.int64), novel_tags=fb.novel_tags.ravel(),
+            dwell=fb.dwell.ravel(), propensity=props.ravel().astype(np.float32),
+            true_ctr=fb.true_ctr.ravel(), item_fields=items.fields[flat],
+            tags=fb.tags.reshape(-1, fb.tags.shape[-1]), context=context,
+            user_fields=np.repeat(req.user_fields, s, axis=0)))
+        self.sessions += int((req.page == 0).sum())
+
+    def log(self) -> ImpressionLog:
+        return ImpressionLog(**{k: np.concatenate([c[k] for c in self.chunks])
+                                for k in self.chunks[0]})
+
+
+def simulate_shard(cfg: SimConfig, shard: int, n_shards: int, world: World | None = None,
+                   on_day=None) -> tuple[list[tuple[int, ImpressionLog, int]], World]:
+    """Simulates one shard; returns [(day, log, sessions)] for days >= 0 and the world."""
+    world = world or make_world(cfg)
+    user_ids = np.arange(shard, len(world.users), n_shards)
+    env = IRecSim(world, rng_key=shard)
+    policy = LoggingPolicy(cfg, world)
+    rng = np.random.default_rng([cfg.seed, 2, shard])
+    req = env.reset(user_ids, start_day=-1)
+    days, current, day_log = [], req.day, _DayLog()
+    while True:
+        if env.done or req.day != current:
+            log = day_log.log()
+            policy.model.fit(log.user_fields, log.item_id, log.context[:, 3], log.slot,
+                             log.clicked, rng=rng)
+            if current >= 0:
+                days.append((current, log, day_log.sessions))
+            if on_day:
+                on_day(current, len(log))
+            if env.done:
+                return days, world
+            current, day_log = req.day, _DayLog()
+        eps = 1.0 if req.day < 0 else cfg.epsilon
+        slates, props = policy.act(req.user_fields, req.candidates, req.candidate_age, eps, rng)
+        fb, next_req = env.step(slates, check=False)
+        day_log.add(world, req, slates, props, fb)
+        req = next_req
+
+
+def split_days(cfg: SimConfig, days, history_context: int):
+    """-> (train log, test log with context rows, test target mask, train/test session counts)."""
+    train = [d for d in days if d[0] < cfg.test_start_day]
+    test = [d for d in days if d[0] >= cfg.test_start_day]
+    train_log = ImpressionLog.concat([d[1] for d in train]).sorted_by_user_time()
+    test_log = ImpressionLog.concat([d[1] for d in test]).sorted_by_user_time()
+    context = last_per_user(train_log, history_context)
+    both = ImpressionLog.concat([context, test_log]).sorted_by_user_time()
+    target = np.zeros(len(both), np.int64)
+    # Context rows are earlier in time than every test row of the same user, so after the
+    # stable sort the test rows are exactly those with timestamps in the test period.
+    target[both.timestamp >= cfg.test_start_day * 86400] = 1
+    return (train_log, sum(d[2] for d in train)), (both, target, sum(d[2] for d in test))
+
+
+def last_per_user(log: ImpressionLog, k: int) -> ImpressionLog:
+    """The last k impressions of each user of a (user, time)-sorted log."""
+    if k <= 0 or len(log) == 0:
+        return log.take(np.zeros(0, np.int64))
+    starts = np.r_[0, np.flatnonzero(log.user_id[1:] != log.user_id[:-1]) + 1]
+    ends = np.r_[starts[1:], len(log)]
+    rank_from_end = np.repeat(ends, ends - starts) - np.arange(len(log))
+    return log.take(np.flatnonzero(rank_from_end <= k))
+
+
+_COUNTER = None  # shared day counter of worker processes
+_PROGRESS = None  # the progress line, when shards run in this process
+
+
+def _init_worker(counter):
+    global _COUNTER
+    _COUNTER = counter
+
+
+def _run_shard(args):
+    cfg, shard, n_shards, output_dir, history_context = args
+
+    def tick(*_):
+        if _COUNTER is not None:
+            with _COUNTER.get_lock():
+                _COUNTER.value += 1
+        elif _PROGRESS is not None:
+            _PROGRESS.update(1)
+
+    days, world = simulate_shard(cfg, shard, n_shards, on_day=tick)
+    spec = feature_spec(world)
+    (train_log, train_sessions), (test_log, target, test_sessions) = split_days(
+        cfg, days, history_context)
+    tfrecord_io.write_shard(os.path.join(output_dir, tfrecord_io.shard_name("train", shard, n_shards)),
+                            train_log, np.ones(len(train_log), np.int64), spec)
+    tfrecord_io.write_shard(os.path.join(output_dir, tfrecord_io.shard_name("test", shard, n_shards)),
+                            test_log, target, spec)
+    tick()  # one unit per shard for writing its files
+    stats = {}
+    for split, log, sessions in (("train", train_log, train_sessions),
+                                 ("test", test_log.take(target.astype(bool)), test_sessions)):
+        s = SplitStats(spec.n_channels, spec.list_size)
+        s.add(log, sessions)
+        stats[split] = s
+    return stats
+
+
+def generate(cfg: SimConfig, output_dir: str, n_shards: int, processes: int = 0,
+             history_context: int = 100, argv_flags: dict | None = None) -> dict:
+    """Writes the dataset and returns its metadata."""
+    os.makedirs(output_dir, exist_ok=True)
+    world = make_world(cfg)  # validates the configuration before any process starts
+    spec = feature_spec(world)
+    processes = processes or os.cpu_count() or 1
+    processes = min(processes, n_shards)
+    tasks = [(cfg, s, n_shards, output_dir, history_context) for s in range(n_shards)]
+    # Work units: every simulated day (the warm-up day included) and each shard's write.
+    total_units = n_shards * (cfg.n_days + 2)
+    progress = Progress(total_units, "generate", unit="shard-days")
+    start = time.monotonic()
+    if processes == 1:
+        global _PROGRESS
+        _PROGRESS = progress
+        try:
+            results = [_run_shard(t) for t in tasks]
+        finally:
+            _PROGRESS = None
+    else:
+        ctx = mp.get_context("spawn")
+        counter = ctx.Value("i", 0)
+        with ctx.Pool(processes, initializer=_init_worker, initargs=(counter,)) as pool:
+            pending = pool.map_async(_run_shard, tasks)
+            while not pending.ready():
+                pending.wait(1.0)
+                if counter.value > progress.done:
+                    progress.update(counter.value - progress.done)
+            results = pending.get()
+            progress.update(total_units - progress.done)
+    elapsed = time.monotonic() - start
+    merged = {}
+    for split in ("train", "test"):
+        s = SplitStats(spec.n_channels, spec.list_size)
+        for r in results:
+            s.merge(r[split])
+        merged[split] = s.summary(spec.channel_names)
+    all_stats = SplitStats(spec.n_channels, spec.list_size)
+    for r in results:
+        all_stats.merge(r["train"])
+        all_stats.merge(r["test"])
+    overall = all_stats.summary(spec.channel_names)
+    total = overall["impressions"]
+    metadata = {
+        "source": "irecsim", "spec": spec.to_json(),
+        "splits": merged, "overall": overall,
+        "calibration": calibration_report(overall),
+        "chronological_split": {"train_days": [0, cfg.test_start_day],
+                                "test_days": [cfg.test_start_day, cfg.n_days],
+                                "test_start_timestamp": cfg.test_start_day * 86400},
+        "shards": n_shards, "history_context": history_context,
+        "generation": {"seconds": elapsed, "impressions_per_s": total / max(elapsed, 1e-9),
+                       "processes": processes},
+        "config": dataclasses.asdict(cfg), "flags": argv_flags or {},
+    }
+    write_metadata(output_dir, metadata)
+    write_item_table(output_dir, world)
+    return metadata
+
+
+def write_metadata(output_dir: str, metadata: dict) -> None:
+    path = os.path.join(output_dir, "metadata.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(metadata, f, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
+
+
+def write_item_table(output_dir: str, world: World) -> None:
+    """items.npz: static item features by id, for candidate sampling in the pipeline."""
+    items = world.items
+    save_item_table(output_dir, items.channel, items.fields, items.tags)
+
+
+def save_item_table(output_dir: str, channel, fields, tags) -> None:
+    path = os.path.join(output_dir, "items.npz")
+    with open(path + ".tmp", "wb") as f:
+        np.savez(f, channel=channel.astype(np.int64), item_fields=fields.astype(np.int64),
+                 tags=tags.astype(np.int64))
+    os.replace(path + ".tmp", path)
+
+
+def main(argv):
+    del argv
+    if not flags.FLAGS.output_dir:
+        raise app.UsageError("--output_dir is required")
+    try:
+        cfg = config_flags.from_flags(SimConfig)
+    except ValueError as e:
+        raise app.UsageError(str(e))
+    used = {f: flags.FLAGS[f].value for f in flags.FLAGS if f in {
+        x.name for x in dataclasses.fields(SimConfig)} | {"n_shards", "processes",
+                                                          "history_context", "output_dir"}}
+    meta = generate(cfg, flags.FLAGS.output_dir, flags.FLAGS.n_shards, flags.FLAGS.processes,
+                    flags.FLAGS.history_context, argv_flags=used)
+    o = meta["overall"]
+    print(json.dumps({"impressions": o["impressions"], "ctr": round(o["ctr"], 4),
+                      "impressions_per_session": round(o.get("impressions_per_session", 0), 2),
+                      "oracle_auc_test": meta["splits"]["test"]["oracle_auc"],
+                      "ctr_per_channel": {k: round(v, 4) for k, v in o["ctr_per_channel"].items()},
+                      "seconds": round(meta["generation"]["seconds"], 1)}), file=sys.stdout)
+
+
+if __name__ == "__main__":
+    app.run(main)

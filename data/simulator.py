@@ -1,0 +1,454 @@
+"""IRecSim: an integrated feed with ground truth, vectorised over users (SIMULATOR.md).
+
+The click model (one page of `list_size` slots, slot k = 0..S-1):
+
+    e_k = (1 + k)^-eta                                    (examination, position bias)
+    z   = alpha_c + drift_c(hour, network) + beta*log(C*rho_u[c]) + s*<u, v_i> + q_i
+          - lambda_rep * max(0, #same-channel items above - free)
+          - lambda_tag * #items above sharing a tag with i
+          + lambda_nov * #tags of i not in the user's profile P_u
+          + w_fresh * exp(-age_i / lifetime_i) + eps_ui
+    P(click) = e_k * sigmoid(z)                           (logged as `true_ctr`, the oracle)
+
+A click draws a log-normal dwell time around duration * completion, moves u towards v_i and adds
+i's tags to P_u. A session continues to another page with sigmoid(theta_0 + theta_1*clicks +
+theta_2*distinct tags); across days a user's session rate follows their satisfaction (clicks,
+newly engaged tags, minus repeated tags), so diversity and novelty have long-term value.
+
+`IRecSim` is the interactive API: `reset(user_ids)` -> first `Requests` (with the matching stage's
+top-K candidates per channel); `step(slates)` -> (`Feedback`, next `Requests`). All users with a
+session in progress are served together, one page each per step.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from data.sim_config import CHANNELS, SimConfig
+from data.sim_world import DAY, World
+
+AGE_BUCKET_HOURS = (6.0, 24.0, 72.0, 168.0, 720.0)  # item_age_bucket edges: 6h, 1d, 3d, 1w, 30d
+VIDEO = np.array([0.0, 0.0, 1.0, 1.0])
+# Hour-of-day activity profile (relative sessions per hour): morning, lunch and evening peaks.
+HOUR_PROFILE = np.array([2, 1, 1, 1, 1, 2, 4, 7, 9, 7, 6, 7, 9, 8, 6, 6, 6, 7, 8, 10, 11, 11, 9,
+                         5], np.float64)
+HOUR_PROFILE /= HOUR_PROFILE.sum()
+WIFI, CELL_4G, CELL_5G = 0, 1, 2
+RECENT_SCORE = -1000.0  # matching score of recently shown items: below any real score
+MAX_POOL = 4096  # top_k_columns packs pool columns into 12 bits
+
+
+# --- the click model, as pure functions (tested equation by equation) ---------------------------
+def examination(list_size: int, decay: float) -> np.ndarray:
+    """e_k = (1 + k)^-eta for k = 0..S-1."""
+    return (1.0 + np.arange(list_size)) ** -decay
+
+
+def same_channel_above(channel: np.ndarray) -> np.ndarray:
+    """[n, S] -> [n, S]: number of items above slot k with the same channel."""
+    s = channel.shape[1]
+    eq = channel[:, :, None] == channel[:, None, :]
+    return (eq & np.tri(s, s, -1, dtype=bool)).sum(-1)
+
+
+def shared_tag_above(tags: np.ndarray) -> np.ndarray:
+    """[n, S, T] -> [n, S]: number of items above slot k that share at least one tag with it."""
+    n, s, t = tags.shape
+    share = np.zeros((n, s, s), bool)
+    for a in range(t):
+        mine = tags[:, :, None, a]
+        for b in range(t):
+            share |= (mine == tags[:, None, :, b]) & (mine > 0)
+    return (share & np.tri(s, s, -1, dtype=bool)).sum(-1)
+
+
+def top_k_columns(scores: np.ndarray, k: int) -> np.ndarray:
+    """[n, M] scores in (-2^22, 2^22) -> [n, k] columns of the k largest of each row (any order).
+
+    Scores quantised to 2^-20 and their column share one int64 key, so a value partition
+    (2.5x faster than argpartition) selects the top k; scores closer than 2^-20 are ties.
+    """
+    m = scores.shape[1]
+    key = (scores * 1048576.0).astype(np.int64) << 12
+    key |= np.arange(m, dtype=np.int64)
+    return np.partition(key, m - k, axis=1)[:, m - k:] & np.int64(0xFFF)
+
+
+def hour_drift(hour: np.ndarray, amplitude: float) -> np.ndarray:
+    """[n] hours -> [n, C] logit shifts: news peaks at 8h, videos at 21h, articles flat."""
+    h = hour.astype(np.float64)[:, None]
+    peak = np.array([8.0, 14.0, 21.0, 21.0])
+    weight = np.array([1.0, 0.0, 1.0, 1.0])
+    return amplitude * weight * np.cos(2 * np.pi * (h - peak) / 24.0)
+
+
+def network_drift(network: np.ndarray, effect: float) -> np.ndarray:
+    """[n] -> [n, C]: videos are clicked more on wifi and less on cellular networks."""
+    sign = np.where(network == WIFI, 1.0, -0.5)[:, None]
+    return effect * sign * VIDEO
+
+
+def click_logit(cfg: SimConfig, *, alpha, pref, match, quality, same_channel, shared_tags,
+                novel, freshness, drift, idio) -> np.ndarray:
+    """z of the click model; all inputs broadcast to [n, S] (`pref` = rho_u[c_i])."""
+    n_channels = len(CHANNELS)
+    return (alpha + drift + cfg.channel_pref_weight * np.log(n_channels * pref)
+            + cfg.match_weight * match + quality
+            - cfg.repeat_penalty * np.maximum(same_channel - cfg.repeat_free, 0)
+            - cfg.tag_repeat_penalty * shared_tags
+            + cfg.novelty_weight * novel + cfg.freshness_weight * freshness + idio)
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: a fast, well-mixed integer hash (wrapping uint64 arithmetic)."""
+    x = x.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def idiosyncratic(seed: int, user_id: np.ndarray, item_id: np.ndarray, std: float) -> np.ndarray:
+    """eps_ui: a fixed standard-normal-like user-item term (Irwin-Hall of 4 uniforms)."""
+    with np.errstate(over="ignore"):
+        key = (user_id.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+               + item_id.astype(np.uint64) + np.uint64(seed) * np.uint64(0xD1B54A32D192ED03))
+    h = _mix64(key)
+    total = np.zeros(h.shape)
+    for shift in (0, 16, 32, 48):
+        total += ((h >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.float64)
+    return (total / 65536.0 - 2.0) / np.sqrt(4.0 / 12.0) * std
+
+
+def age_bucket(age_seconds: np.ndarray) -> np.ndarray:
+    return np.searchsorted(np.asarray(AGE_BUCKET_HOURS) * 3600.0, age_seconds, side="right")
+
+
+# --- the interactive environment -------------------------------------------------------------
+@dataclasses.dataclass
+class Requests:
+    """One page request per row."""
+
+    user_id: np.ndarray  # [n] global user ids
+    request_id: np.ndarray  # [n] unique over the whole log
+    timestamp: np.ndarray  # [n] seconds since day 0, 00:00
+    day: int  # all rows of one step share the day
+    page: np.ndarray  # [n] page index within the session (0 = a new session)
+    context: np.ndarray  # [n, 3] hour, weekday, network
+    user_fields: np.ndarray  # [n, F_u]
+    candidates: np.ndarray  # [n, C, K] item ids from the matching stage
+    candidate_age: np.ndarray  # [n, C, K] item_age_bucket of each candidate at request time
+    rows: np.ndarray  # [n] the env's internal row of each user
+
+    def __len__(self):
+        return len(self.user_id)
+
+
+@dataclasses.dataclass
+class Feedback:
+    clicked: np.ndarray  # [n, S] bool
+    dwell: np.ndarray  # [n, S] seconds, 0 without click
+    true_ctr: np.ndarray  # [n, S] e_k * sigmoid(z)
+    novel_tags: np.ndarray  # [n, S] tags of the item new to the user's profile
+    item_age_bucket: np.ndarray  # [n, S]
+    tags: np.ndarray  # [n, S, T]
+    shared_tags: np.ndarray  # [n, S] items above sharing a tag (the list-repetition count)
+
+
+class IRecSim:
+    """Vectorised integrated-feed environment for a set of users (one shard, or an experiment)."""
+
+    def __init__(self, world: World, rng_key: int = 0):
+        self.world = world
+        self.cfg = world.config
+        self.rng = np.random.default_rng([self.cfg.seed, 1, rng_key])
+        self._exam = examination(self.cfg.list_size, self.cfg.position_decay)
+        self.done = True
+
+    # -- public API --
+    def reset(self, user_ids, start_day: int = 0) -> Requests:
+        """Starts the period at `start_day` (-1 = the warm-up day) for `user_ids`."""
+        users = self.world.users
+        ids = np.asarray(user_ids, np.int64)
+        if ids.ndim != 1 or len(ids) == 0:
+            raise ValueError(f"reset needs a non-empty 1-D array of user ids, got shape {ids.shape}")
+        if ids.min() < 0 or ids.max() >= len(users):
+            raise ValueError(f"user ids must be in [0, {len(users)}), got "
+                             f"[{ids.min()}, {ids.max()}]")
+        n = len(ids)
+        self.user_id = ids
+        self.interest = users.interest[ids].copy()
+        self.pref = users.channel_pref[ids]
+        self.fields = users.fields[ids]
+        self.activity = users.activity[ids]
+        self.profile = np.zeros((n, self.world.n_tags), bool)
+        self.profile[np.arange(n)[:, None], users.profile_tags[ids]] = True
+        self.profile[:, 0] = False
+        self.recent = np.full((n, self.cfg.recent_window), -1, np.int64)
+        self.satisfaction = np.full(n, self.cfg.satisfaction_reference)
+        self.request_count = np.zeros(n, np.int64)
+        self.day = start_day - 1
+        self.done = False
+        return self._next_day()
+
+    def step(self, slates: np.ndarray, check: bool = True) -> tuple[Feedback, Requests]:
+        """Shows `slates` ([n, S] item ids, one row per pending request) and advances.
+
+        `check=False` skips the candidate-membership check, for policies that pick from the
+        candidates by construction (the logging policy).
+        """
+        req = self._pending
+        if self.done:
+            raise RuntimeError("the period is over: call reset() to start again")
+        slates = np.asarray(slates, np.int64)
+        if check:
+            self._check_slates(slates, req)
+        elif slates.shape != (len(req), self.cfg.list_size):
+            raise ValueError(f"slates has shape {slates.shape}, expected "
+                             f"{(len(req), self.cfg.list_size)}")
+        fb = self._feedback(req, slates)
+        self._update_users(req, slates, fb)
+        return fb, self._advance(req, fb)
+
+    # -- days and sessions --
+    def _next_day(self) -> Requests:
+        cfg = self.cfg
+        while True:
+            self.day += 1
+            if self.day >= cfg.n_days:
+                self.done = True
+                self._pending = self._empty_requests()
+                return self._pending
+            self._prepare_pools()
+            weekday = self.day % 7
+            weekend = 1.15 if weekday >= 5 else 1.0
+            rate = (cfg.sessions_per_day * self.activity * weekend * np.exp(
+                cfg.return_weight * np.tanh(self.satisfaction - cfg.satisfaction_reference)))
+            count = self.rng.poisson(rate)
+            max_s = int(count.max()) if len(count) else 0
+            if max_s == 0:
+                continue
+            hours = self.rng.choice(24, size=(len(count), max_s), p=HOUR_PROFILE)
+            times = hours * 3600 + self.rng.integers(0, 3600, size=hours.shape)
+            times = np.sort(np.where(np.arange(max_s) < count[:, None], times, DAY * 2), axis=1)
+            self.session_times = times + self.day * DAY
+            self.sessions_left = count
+            self.next_session = np.zeros(len(count), np.int64)
+            self.in_session = np.zeros(len(count), bool)
+            self.page = np.zeros(len(count), np.int64)
+            self.t_next = np.zeros(len(count), np.int64)
+            self.network = np.zeros(len(count), np.int64)
+            self.day_clicks = np.zeros(len(count))
+            self.day_pages = np.zeros(len(count))
+            self.day_new_tags = np.zeros(len(count))
+            self.day_repeats = np.zeros(len(count))
+            self._start_sessions(np.flatnonzero(count > 0), last_t=None)
+            return self._make_requests(np.flatnonzero(self.in_session))
+
+    def _start_sessions(self, rows: np.ndarray, last_t) -> None:
+        start = self.session_times[rows, self.next_session[rows]]
+        if last_t is not None:
+            start = np.maximum(start, last_t + self.cfg.page_gap_s)
+        self.t_next[rows] = start
+        self.next_session[rows] += 1
+        self.sessions_left[rows] -= 1
+        self.in_session[rows] = True
+        self.page[rows] = 0
+        hour = (start // 3600) % 24
+        wifi_p = np.where((hour >= 19) | (hour < 8), 0.75, 0.45)
+        u = self.rng.uniform(size=len(rows))
+        self.network[rows] = np.where(u < wifi_p, WIFI, np.where(u < wifi_p + 0.35 * (1 - wifi_p),
+                                                                 CELL_5G, CELL_4G))
+
+    def _end_of_day(self) -> None:
+        cfg = self.cfg
+        pages = np.maximum(self.day_pages, 1)
+        today = (self.day_clicks + cfg.satisfaction_new_tag * self.day_new_tags
+                 - cfg.satisfaction_boredom * self.day_repeats) / pages
+        active = self.day_pages > 0
+        m = cfg.satisfaction_memory
+        # Days without a session pull satisfaction back towards the reference.
+        today = np.where(active, today, cfg.satisfaction_reference)
+        self.satisfaction = m * self.satisfaction + (1 - m) * today
+
+    def _advance(self, req: Requests, fb: Feedback) -> Requests:
+        cfg = self.cfg
+        rows = req.rows
+        clicks = fb.clicked.sum(1)
+        distinct = _distinct_count(fb.tags.reshape(len(rows), -1))
+        p = sigmoid(cfg.continue_bias + cfg.continue_clicks * clicks + cfg.continue_tags * distinct)
+        cont = (self.rng.uniform(size=len(rows)) < p) & (self.page[rows] + 1 < cfg.max_pages)
+        go_on = rows[cont]
+        self.page[go_on] += 1
+        self.t_next[go_on] += cfg.page_gap_s
+        ended = rows[~cont]
+        self.in_session[ended] = False
+        again = ended[self.sessions_left[ended] > 0]
+        self._start_sessions(again, last_t=self.t_next[again])
+        active = np.flatnonzero(self.in_session)
+        if len(active) == 0:
+            self._end_of_day()
+            return self._next_day()
+        return self._make_requests(active)
+
+    # -- matching stage --
+    def _prepare_pools(self) -> None:
+        items = self.world.items
+        self.pools = []
+        k = self.cfg.candidates_per_channel
+        for c in range(len(CHANNELS)):
+            ids = items.alive(self.day, c)
+            if not k <= len(ids) <= MAX_POOL:
+                raise ValueError(f"day {self.day}: channel {CHANNELS[c]} has {len(ids)} items "
+                                 f"alive; the matching stage needs --candidates_per_channel={k} "
+                                 f"to {MAX_POOL}")
+            self.pools.append(ids)
+        self.pool_offset = np.cumsum([0] + [len(ids) for ids in self.pools])
+        all_ids = np.concatenate(self.pools)
+        self.pool_latent = items.latent[all_ids].T.copy()  # [d, sum of pools]
+        # Item-level jitter of the matching scores, redrawn daily (trending, freshness of stats).
+        self.pool_jitter = (self.rng.standard_normal(len(all_ids)) * self.cfg.match_noise
+                            ).astype(np.float32)
+        self.pool_col = np.full(len(items) + 1, len(all_ids), np.int64)  # last: "not in a pool"
+        self.pool_col[all_ids] = np.arange(len(all_ids))
+        # Item age buckets of today's pools: an item's age is (days since publish) * 24h plus the
+        # hour of the request, so the bucket depends only on the item and whether hour < 6.
+        days_old = (self.day - items.publish_day) * 24.0
+        self.age_table = np.stack([age_bucket((days_old + h) * 3600.0) for h in (0.0, 6.0)]
+                                  ).astype(np.int8)
+
+    def candidate_age_buckets(self, req: "Requests", item_ids: np.ndarray) -> np.ndarray:
+        """item_age_bucket of `item_ids` ([n, ...]) at the time of each request of `req`."""
+        late = (req.context[:, 0] >= 6).astype(np.int64) * self.age_table.shape[1]
+        return self.age_table.ravel()[late.reshape((-1,) + (1,) * (item_ids.ndim - 1)) + item_ids]
+
+    def _matching(self, rows: np.ndarray) -> np.ndarray:
+        """Top-K items per channel by <u + noise, v_i> + jitter_i, never the user's recent items.
+
+        The noise is a random tilt of the user vector per request (a noisy user embedding, as a
+        real retrieval stage has), which keeps consecutive requests from repeating one set.
+        """
+        k = self.cfg.candidates_per_channel
+        n = len(rows)
+        out = np.empty((n, len(CHANNELS), k), np.int64)
+        u = self.interest[rows] + self.rng.standard_normal(
+            (n, self.cfg.latent_dim), dtype=np.float32) * (
+                self.cfg.match_noise / np.sqrt(self.cfg.latent_dim))
+        scores = u @ self.pool_latent
+        scores += self.pool_jitter
+        # Recent items (and the padding -1) index one past the end, which is then dropped.
+        padded = np.empty((n, scores.shape[1] + 1), np.float32)
+        padded[:, :-1] = scores
+        cols = self.pool_col[self.recent[rows]]
+        padded[np.arange(n)[:, None], cols] = RECENT_SCORE
+        for c, ids in enumerate(self.pools):
+            lo, hi = self.pool_offset[c], self.pool_offset[c + 1]
+            if k < len(ids):
+                out[:, c] = ids[top_k_columns(padded[:, lo:hi], k)]
+            else:
+                out[:, c] = ids
+        return out
+
+    def _make_requests(self, rows: np.ndarray) -> Requests:
+        t = self.t_next[rows]
+        hour = (t // 3600) % 24
+        weekday = np.full(len(rows), self.day % 7)
+        self.request_count[rows] += 1
+        req = Requests(
+            user_id=self.user_id[rows],
+            request_id=(self.user_id[rows] << 20) + self.request_count[rows],
+            timestamp=t, day=self.day, page=self.page[rows].copy(),
+            context=np.stack([hour, weekday, self.network[rows]], axis=1),
+            user_fields=self.fields[rows], candidates=self._matching(rows), candidate_age=None,
+            rows=rows)
+        req.candidate_age = self.candidate_age_buckets(req, req.candidates)
+        self._pending = req
+        return req
+
+    def _empty_requests(self) -> Requests:
+        z = np.zeros(0, np.int64)
+        return Requests(z, z, z, self.day, z, np.zeros((0, 3), np.int64),
+                        np.zeros((0, self.world.users.fields.shape[1]), np.int64),
+                        np.zeros((0, len(CHANNELS), self.cfg.candidates_per_channel), np.int64),
+                        np.zeros((0, len(CHANNELS), self.cfg.candidates_per_channel), np.int64), z)
+
+    # -- one page of feedback --
+    def _check_slates(self, slates: np.ndarray, req: Requests) -> None:
+        want = (len(req), self.cfg.list_size)
+        if slates.shape != want:
+            raise ValueError(f"slates has shape {slates.shape}, expected {want} "
+                             f"(one row of item ids per pending request)")
+        flat = req.candidates.reshape(len(req), -1)
+        member = (slates[:, :, None] == flat[:, None, :]).any(-1)
+        if not member.all():
+            r, k = np.argwhere(~member)[0]
+            raise ValueError(f"slate row {r} slot {k}: item {slates[r, k]} is not among the "
+                             f"request's candidates")
+        srt = np.sort(slates, axis=1)
+        dup = (srt[:, 1:] == srt[:, :-1]).any(1)
+        if dup.any():
+            raise ValueError(f"slate row {np.flatnonzero(dup)[0]} repeats an item")
+
+    def _feedback(self, req: Requests, slates: np.ndarray) -> Feedback:
+        cfg, items = self.cfg, self.world.items
+        rows = req.rows
+        channel = items.channel[slates]
+        tags = items.tags[slates]
+        shared = shared_tag_above(tags)
+        match = np.einsum("nd,nsd->ns", self.interest[rows], items.latent[slates])
+        age = np.maximum(req.timestamp[:, None] - items.publish_day[slates] * DAY, 0)
+        lifetime = items.lifetime_days[slates] * float(DAY)
+        in_profile = np.take_along_axis(self.profile[rows], tags.reshape(len(rows), -1), axis=1)
+        novel = ((tags > 0) & ~in_profile.reshape(tags.shape)).sum(-1)
+        drift = (hour_drift(req.context[:, 0], cfg.hour_drift)
+                 + network_drift(req.context[:, 2], cfg.network_effect))
+        z = click_logit(
+            cfg, alpha=np.asarray(cfg.alpha)[channel],
+            pref=np.take_along_axis(self.pref[rows], channel, axis=1),
+            match=match, quality=items.quality[slates],
+            same_channel=same_channel_above(channel), shared_tags=shared,
+            novel=novel, freshness=np.exp(-age / lifetime),
+            drift=np.take_along_axis(drift, channel, axis=1),
+            idio=idiosyncratic(cfg.seed, req.user_id[:, None], slates, cfg.idiosyncratic_std))
+        p = self._exam[None, :] * sigmoid(z)
+        clicked = self.rng.uniform(size=p.shape) < p
+        completion = sigmoid(cfg.completion_bias + cfg.completion_match * match)
+        dwell = items.duration[slates] * completion * np.exp(
+            self.rng.standard_normal(p.shape) * cfg.dwell_sigma)
+        dwell = np.where(clicked, np.minimum(dwell, 3 * items.duration[slates]), 0.0)
+        return Feedback(clicked=clicked, dwell=dwell.astype(np.float32),
+                        true_ctr=p.astype(np.float32), novel_tags=novel,
+                        item_age_bucket=self.candidate_age_buckets(req, slates), tags=tags,
+                        shared_tags=shared)
+
+    def _update_users(self, req: Requests, slates: np.ndarray, fb: Feedback) -> None:
+        cfg, items = self.cfg, self.world.items
+        rows = req.rows
+        clicked = fb.clicked
+        pull = (clicked[..., None] * items.latent[slates]).sum(1)
+        u = self.interest[rows] + cfg.interest_drift * pull
+        self.interest[rows] = u / np.linalg.norm(u, axis=1, keepdims=True)
+        r, s = np.nonzero(clicked)
+        new_tags = fb.tags[r, s]
+        before = self.profile[rows[r][:, None], new_tags] & (new_tags > 0)
+        self.profile[rows[r][:, None], new_tags] = True
+        self.profile[:, 0] = False
+        self.day_new_tags[rows] += np.bincount(
+            r, weights=((new_tags > 0) & ~before).sum(1), minlength=len(rows))
+        self.day_clicks[rows] += clicked.sum(1)
+        self.day_pages[rows] += 1
+        self.day_repeats[rows] += fb.shared_tags.sum(1)
+        w = cfg.recent_window
+        self.recent[rows] = np.concatenate([self.recent[rows], slates], axis=1)[:, -w:]
+
+
+def _distinct_count(x: np.ndarray) -> np.ndarray:
+    """Number of distinct positive values per row of a small int matrix."""
+    s = np.sort(x, axis=1)
+    return ((s > 0) & np.concatenate([np.ones((len(s), 1), bool), s[:, 1:] != s[:, :-1]],
+                                     axis=1)).sum(1)

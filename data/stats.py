@@ -1,0 +1,96 @@
+"""Log statistics for metadata.json, mergeable across shards (each shard adds its own)."""
+from __future__ import annotations
+
+import numpy as np
+
+from data.schema import ImpressionLog
+
+AUC_BINS = 1 << 16
+# IRec-4B, Table 1 of the paper: the only real statistics of the paper's feed.
+PAPER_TABLE1 = {"users": 22_527_380, "sessions": 140_982_284, "clicks": 355_019_232,
+                "impressions": 3_770_955_760}
+PAPER_RATIOS = {
+    "ctr": PAPER_TABLE1["clicks"] / PAPER_TABLE1["impressions"],
+    "impressions_per_session": PAPER_TABLE1["impressions"] / PAPER_TABLE1["sessions"],
+    "clicks_per_session": PAPER_TABLE1["clicks"] / PAPER_TABLE1["sessions"],
+    "sessions_per_user": PAPER_TABLE1["sessions"] / PAPER_TABLE1["users"],
+}
+
+
+class SplitStats:
+    """Counts of one split; `add` per shard, `merge` across processes, `summary` at the end."""
+
+    def __init__(self, n_channels: int, list_size: int):
+        self.n_channels = n_channels
+        self.list_size = list_size
+        self.impressions = np.zeros(n_channels, np.int64)
+        self.clicks = np.zeros(n_channels, np.int64)
+        self.dwell = np.zeros(n_channels)
+        self.slot_impressions = np.zeros(list_size, np.int64)
+        self.slot_clicks = np.zeros(list_size, np.int64)
+        self.auc_pos = np.zeros(AUC_BINS, np.int64)
+        self.auc_neg = np.zeros(AUC_BINS, np.int64)
+        self.users: set = set()
+        self.lists = 0
+        self.sessions = 0
+        self.has_oracle = True
+
+    def add(self, log: ImpressionLog, sessions: int = 0) -> None:
+        c = self.n_channels
+        clicked = log.clicked.astype(bool)
+        self.impressions += np.bincount(log.channel, minlength=c)
+        self.clicks += np.bincount(log.channel[clicked], minlength=c)
+        self.dwell += np.bincount(log.channel, weights=log.dwell, minlength=c)
+        self.slot_impressions += np.bincount(log.slot, minlength=self.list_size)
+        self.slot_clicks += np.bincount(log.slot[clicked], minlength=self.list_size)
+        if len(log) and (log.true_ctr < 0).any():
+            self.has_oracle = False
+        bins = np.clip((log.true_ctr * AUC_BINS).astype(np.int64), 0, AUC_BINS - 1)
+        self.auc_pos += np.bincount(bins[clicked], minlength=AUC_BINS)
+        self.auc_neg += np.bincount(bins[~clicked], minlength=AUC_BINS)
+        self.users.update(np.unique(log.user_id).tolist())
+        self.lists += len(np.unique(log.request_id))
+        self.sessions += sessions
+
+    def merge(self, other: "SplitStats") -> None:
+        for name in ("impressions", "clicks", "dwell", "slot_impressions", "slot_clicks",
+                     "auc_pos", "auc_neg"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.users |= other.users
+        self.lists += other.lists
+        self.sessions += other.sessions
+        self.has_oracle &= other.has_oracle
+
+    def oracle_auc(self) -> float | None:
+        """AUC of the true click probabilities (binned to 2^-16; ties count one half)."""
+        pos, neg = self.auc_pos, self.auc_neg
+        if not self.has_oracle or pos.sum() == 0 or neg.sum() == 0:
+            return None
+        neg_below = np.cumsum(neg) - neg
+        return float((pos * neg_below + 0.5 * pos * neg).sum() / (pos.sum() * neg.sum()))
+
+    def summary(self, channel_names) -> dict:
+        imp, clk = self.impressions, self.clicks
+        total_imp, total_clk = int(imp.sum()), int(clk.sum())
+        out = {
+            "users": len(self.users), "lists": self.lists, "impressions": total_imp,
+            "clicks": total_clk, "ctr": total_clk / max(total_imp, 1),
+            "impressions_per_channel": dict(zip(channel_names, imp.tolist())),
+            "clicks_per_channel": dict(zip(channel_names, clk.tolist())),
+            "ctr_per_channel": {n: float(c / max(i, 1)) for n, c, i in zip(channel_names, clk, imp)},
+            "mean_dwell_s_per_channel": {n: float(d / max(c, 1)) for n, d, c in
+                                         zip(channel_names, self.dwell, clk)},
+            "ctr_per_slot": (self.slot_clicks / np.maximum(self.slot_impressions, 1)).tolist(),
+            "oracle_auc": self.oracle_auc(),
+        }
+        if self.sessions:
+            out["sessions"] = self.sessions
+            out["impressions_per_session"] = total_imp / self.sessions
+            out["clicks_per_session"] = total_clk / self.sessions
+            out["sessions_per_user"] = self.sessions / max(len(self.users), 1)
+        return out
+
+
+def calibration_report(summary: dict) -> dict:
+    """Generated ratios beside the paper's Table 1 ratios."""
+    return {k: {"generated": summary.get(k), "paper": v} for k, v in PAPER_RATIOS.items()}
