@@ -21,12 +21,12 @@ import time
 import numpy as np
 from absl import app, flags
 
-from data import config_flags, tfrecord_io
+from data import config_flags, writer
 from data.logging_policy import LoggingPolicy
 from data.progress import Progress
 from data.schema import FeatureSpec, ImpressionLog
 from data.sim_config import CHANNELS, CONTEXT_FIELDS, ITEM_FIELDS, MAX_TAGS, SimConfig
-from data.sim_world import World, make_world
+from data.sim_world import DAY, World, make_world
 from data.simulator import IRecSim
 from data.stats import SplitStats, calibration_report
 
@@ -111,28 +111,12 @@ def simulate_shard(cfg: SimConfig, shard: int, n_shards: int, world: World | Non
 
 
 def split_days(cfg: SimConfig, days, history_context: int):
-    """-> (train log, test log with context rows, test target mask, train/test session counts)."""
-    train = [d for d in days if d[0] < cfg.test_start_day]
-    test = [d for d in days if d[0] >= cfg.test_start_day]
-    train_log = ImpressionLog.concat([d[1] for d in train]).sorted_by_user_time()
-    test_log = ImpressionLog.concat([d[1] for d in test]).sorted_by_user_time()
-    context = last_per_user(train_log, history_context)
-    both = ImpressionLog.concat([context, test_log]).sorted_by_user_time()
-    target = np.zeros(len(both), np.int64)
-    # Context rows are earlier in time than every test row of the same user, so after the
-    # stable sort the test rows are exactly those with timestamps in the test period.
-    target[both.timestamp >= cfg.test_start_day * 86400] = 1
-    return (train_log, sum(d[2] for d in train)), (both, target, sum(d[2] for d in test))
-
-
-def last_per_user(log: ImpressionLog, k: int) -> ImpressionLog:
-    """The last k impressions of each user of a (user, time)-sorted log."""
-    if k <= 0 or len(log) == 0:
-        return log.take(np.zeros(0, np.int64))
-    starts = np.r_[0, np.flatnonzero(log.user_id[1:] != log.user_id[:-1]) + 1]
-    ends = np.r_[starts[1:], len(log)]
-    rank_from_end = np.repeat(ends, ends - starts) - np.arange(len(log))
-    return log.take(np.flatnonzero(rank_from_end <= k))
+    """-> ((train log, target), (test log with context rows, target), train/test sessions)."""
+    log = ImpressionLog.concat([d[1] for d in days])
+    train, test = writer.split_log(log, cfg.test_start_day * DAY, history_context)
+    sessions = (sum(d[2] for d in days if d[0] < cfg.test_start_day),
+                sum(d[2] for d in days if d[0] >= cfg.test_start_day))
+    return train, test, sessions
 
 
 _COUNTER = None  # shared day counter of worker processes
@@ -156,19 +140,13 @@ def _run_shard(args):
 
     days, world = simulate_shard(cfg, shard, n_shards, on_day=tick)
     spec = feature_spec(world)
-    (train_log, train_sessions), (test_log, target, test_sessions) = split_days(
-        cfg, days, history_context)
-    tfrecord_io.write_shard(os.path.join(output_dir, tfrecord_io.shard_name("train", shard, n_shards)),
-                            train_log, np.ones(len(train_log), np.int64), spec)
-    tfrecord_io.write_shard(os.path.join(output_dir, tfrecord_io.shard_name("test", shard, n_shards)),
-                            test_log, target, spec)
-    tick()  # one unit per shard for writing its files
+    train, test, sessions = split_days(cfg, days, history_context)
     stats = {}
-    for split, log, sessions in (("train", train_log, train_sessions),
-                                 ("test", test_log.take(target.astype(bool)), test_sessions)):
-        s = SplitStats(spec.n_channels, spec.list_size)
-        s.add(log, sessions)
-        stats[split] = s
+    for split, (log, target), n_sessions in (("train", train, sessions[0]),
+                                             ("test", test, sessions[1])):
+        writer.write_split(output_dir, split, log, target, spec, shard, n_shards)
+        stats[split] = writer.split_stats(spec, log, target, n_sessions)
+    tick()  # one unit per shard for writing its files
     return stats
 
 
@@ -202,7 +180,8 @@ def generate(cfg: SimConfig, output_dir: str, n_shards: int, processes: int = 0,
                 if counter.value > progress.done:
                     progress.update(counter.value - progress.done)
             results = pending.get()
-            progress.update(total_units - progress.done)
+            if progress.done < total_units:
+                progress.update(total_units - progress.done)
     elapsed = time.monotonic() - start
     merged = {}
     for split in ("train", "test"):
@@ -217,7 +196,7 @@ def generate(cfg: SimConfig, output_dir: str, n_shards: int, processes: int = 0,
     overall = all_stats.summary(spec.channel_names)
     total = overall["impressions"]
     metadata = {
-        "source": "irecsim", "spec": spec.to_json(),
+        "source": "irecsim", "spec": spec.to_json(), "propensity_known": True,
         "splits": merged, "overall": overall,
         "calibration": calibration_report(overall),
         "chronological_split": {"train_days": [0, cfg.test_start_day],
@@ -228,30 +207,9 @@ def generate(cfg: SimConfig, output_dir: str, n_shards: int, processes: int = 0,
                        "processes": processes},
         "config": dataclasses.asdict(cfg), "flags": argv_flags or {},
     }
-    write_metadata(output_dir, metadata)
-    write_item_table(output_dir, world)
+    writer.write_json(os.path.join(output_dir, "metadata.json"), metadata)
+    writer.save_item_table(output_dir, world.items.channel, world.items.fields, world.items.tags)
     return metadata
-
-
-def write_metadata(output_dir: str, metadata: dict) -> None:
-    path = os.path.join(output_dir, "metadata.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(metadata, f, indent=2, sort_keys=True)
-    os.replace(path + ".tmp", path)
-
-
-def write_item_table(output_dir: str, world: World) -> None:
-    """items.npz: static item features by id, for candidate sampling in the pipeline."""
-    items = world.items
-    save_item_table(output_dir, items.channel, items.fields, items.tags)
-
-
-def save_item_table(output_dir: str, channel, fields, tags) -> None:
-    path = os.path.join(output_dir, "items.npz")
-    with open(path + ".tmp", "wb") as f:
-        np.savez(f, channel=channel.astype(np.int64), item_fields=fields.astype(np.int64),
-                 tags=tags.astype(np.int64))
-    os.replace(path + ".tmp", path)
 
 
 def main(argv):

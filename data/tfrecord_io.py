@@ -51,7 +51,9 @@ def encode_user(log: ImpressionLog, target: np.ndarray) -> bytes:
     for c in MATRIX_COLUMNS:
         if c != "user_fields":
             feats[c] = _int_feature(getattr(log, c))
-    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+    # deterministic=True sorts the feature map: same log -> same bytes in every process.
+    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString(
+        deterministic=True)
 
 
 def user_slices(user_id: np.ndarray) -> list[slice]:

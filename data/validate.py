@@ -1,0 +1,29 @@
+"""Checks every record of a dataset against its schema and prints the counts.
+
+    python -m data.validate --data_dir=DIR [--splits=train,test]
+
+Errors name the shard, record and impression, e.g.
+`slot 12 out of range [0, 10) in train-00003-of-00004.tfrecord record 517 impression 4`.
+"""
+from __future__ import annotations
+
+import json
+
+from absl import app, flags
+
+from data.pipeline import validate_split
+
+flags.DEFINE_string("data_dir", None, "Dataset folder (output of data.generate or data.convert).")
+flags.DEFINE_list("splits", ["train", "test"], "Splits to check.")
+
+
+def main(argv):
+    del argv
+    if not flags.FLAGS.data_dir:
+        raise app.UsageError("--data_dir is required")
+    counts = {s: validate_split(flags.FLAGS.data_dir, s) for s in flags.FLAGS.splits}
+    print(json.dumps({"valid": True, "impressions": counts}))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,72 @@
+"""Chronological splitting and shard writing shared by data.generate and data.convert."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from data import tfrecord_io
+from data.schema import FeatureSpec, ImpressionLog
+from data.stats import SplitStats
+
+
+def last_per_user(log: ImpressionLog, k: int) -> np.ndarray:
+    """Indices of the last k impressions of each user of a (user, time)-sorted log."""
+    if k <= 0 or len(log) == 0:
+        return np.zeros(0, np.int64)
+    starts = np.r_[0, np.flatnonzero(log.user_id[1:] != log.user_id[:-1]) + 1]
+    ends = np.r_[starts[1:], len(log)]
+    rank_from_end = np.repeat(ends, ends - starts) - np.arange(len(log))
+    return np.flatnonzero(rank_from_end <= k)
+
+
+def split_log(log: ImpressionLog, test_start: int, history_context: int,
+              context_only: np.ndarray | None = None):
+    """Chronological split at `test_start` (seconds).
+
+    Returns ((train_log, train_target), (test_log, test_target)), each sorted by (user, time).
+    Test records carry the user's last `history_context` earlier impressions with target 0.
+    `context_only` marks impressions that may serve as history but are never targets (e.g.
+    MIND's click histories).
+    """
+    context_only = np.zeros(len(log), bool) if context_only is None else context_only
+    order = np.lexsort((log.slot, log.request_id, log.timestamp, log.user_id))
+    log, context_only = log.take(order), context_only[order]
+    in_test = log.timestamp >= test_start
+    train_idx = np.flatnonzero(~in_test)
+    train = log.take(train_idx)
+    train_target = (~context_only[train_idx]).astype(np.int64)
+    context_idx = train_idx[last_per_user(train, history_context)]
+    test_idx = np.sort(np.concatenate([context_idx, np.flatnonzero(in_test)]))
+    test = log.take(test_idx)
+    test_target = (in_test[test_idx] & ~context_only[test_idx]).astype(np.int64)
+    return (train, train_target), (test, test_target)
+
+
+def write_split(output_dir: str, split: str, log: ImpressionLog, target: np.ndarray,
+                spec: FeatureSpec, shard: int, n_shards: int) -> None:
+    path = os.path.join(output_dir, tfrecord_io.shard_name(split, shard, n_shards))
+    tfrecord_io.write_shard(path, log, target, spec)
+
+
+def split_stats(spec: FeatureSpec, log: ImpressionLog, target: np.ndarray,
+                sessions: int = 0) -> SplitStats:
+    s = SplitStats(spec.n_channels, spec.list_size)
+    s.add(log.take(target.astype(bool)), sessions)
+    return s
+
+
+def write_json(path: str, obj: dict) -> None:
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
+
+
+def save_item_table(output_dir: str, channel, fields, tags) -> None:
+    """items.npz: static item features by id, for candidate sampling in the pipeline."""
+    path = os.path.join(output_dir, "items.npz")
+    with open(path + ".tmp", "wb") as f:
+        np.savez(f, channel=np.asarray(channel, np.int64),
+                 item_fields=np.asarray(fields, np.int64), tags=np.asarray(tags, np.int64))
+    os.replace(path + ".tmp", path)

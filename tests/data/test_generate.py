@@ -1,0 +1,89 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from data import generate, tfrecord_io
+from data.schema import load_spec
+from data.sim_config import SimConfig
+from tests.conftest import REPO
+
+TINY = SimConfig(n_users=240, n_days=4, test_days=1)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    meta = generate.generate(TINY, str(out), n_shards=2, processes=1, history_context=20)
+    return out, meta
+
+
+def _shard_bytes(directory):
+    return {p.name: p.read_bytes() for p in sorted(directory.glob("*.tfrecord"))}
+
+
+def test_same_seed_same_bytes_whatever_the_processes(tiny, tmp_path):
+    out, _ = tiny
+    generate.generate(TINY, str(tmp_path), n_shards=2, processes=2, history_context=20)
+    assert _shard_bytes(out) == _shard_bytes(tmp_path)
+    assert (out / "items.npz").read_bytes() == (tmp_path / "items.npz").read_bytes()
+
+
+def test_other_seed_other_bytes(tiny, tmp_path):
+    out, _ = tiny
+    generate.generate(SimConfig(n_users=240, n_days=4, test_days=1, seed=1), str(tmp_path),
+                      n_shards=2, processes=1, history_context=20)
+    assert _shard_bytes(out) != _shard_bytes(tmp_path)
+
+
+def test_metadata_counts_match_shards_and_split_is_chronological(tiny):
+    out, meta = tiny
+    spec = load_spec(str(out / "metadata.json"))
+    train = tfrecord_io.read_split(str(out), "train", spec)
+    test = tfrecord_io.read_split(str(out), "test", spec)
+    assert meta["splits"]["train"]["impressions"] == len(train)
+    assert meta["splits"]["test"]["impressions"] == len(test)
+    assert meta["splits"]["train"]["clicks"] == int(train.clicked.sum())
+    boundary = meta["chronological_split"]["test_start_timestamp"]
+    assert train.timestamp.max() < boundary <= test.timestamp.min()
+    for key in ("ctr", "impressions_per_session", "clicks_per_session", "sessions_per_user"):
+        assert meta["calibration"][key]["paper"] > 0 and meta["calibration"][key]["generated"] > 0
+    assert 0.5 < meta["splits"]["test"]["oracle_auc"] < 1.0
+    assert len(meta["splits"]["test"]["ctr_per_slot"]) == 10
+    assert meta["config"]["n_users"] == 240
+
+
+def test_test_records_carry_training_history_as_context(tiny):
+    out, _ = tiny
+    spec = load_spec(str(out / "metadata.json"))
+    path = tfrecord_io.split_files(str(out), "test")[0]
+    boundary = 3 * 86400
+    for log, target in tfrecord_io.read_shard(path, spec):
+        context = target == 0
+        assert context.sum() <= 20
+        assert (log.timestamp[context] < boundary).all()
+        assert (log.timestamp[~context] >= boundary).all()
+
+
+def test_cli_runs_and_rejects_bad_flags(tmp_path):
+    cmd = [sys.executable, "-m", "data.generate", "--n_users=120", "--n_days=3", "--test_days=1",
+           "--n_shards=1", f"--output_dir={tmp_path}"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["impressions"] > 0
+    assert "shard-days" in done.stderr  # the progress line
+    bad = subprocess.run(cmd + ["--alpha=1,2"], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode != 0 and "--alpha needs 4 values" in bad.stderr
+    missing = subprocess.run(cmd[:-1], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and "--output_dir is required" in missing.stderr
+
+
+def test_last_per_user():
+    from data.writer import last_per_user
+    from tests.data.helpers import make_log
+    log = make_log([1, 1, 1, 2, 2], [1, 2, 3, 4, 5], [0] * 5, [1, 2, 3, 4, 5])
+    np.testing.assert_array_equal(last_per_user(log, 2), [1, 2, 3, 4])
+    assert len(last_per_user(log, 0)) == 0

