@@ -49,17 +49,21 @@ def load_metadata(data_dir: str) -> dict:
 def _parse_user(spec: schema.FeatureSpec):
     widths = {"item_fields": len(spec.item_field_names), "context": len(spec.context_field_names),
               "tags": spec.max_tags}
-    features = {name: tf.io.RaggedFeature(tf.int64) for name in
-                ("user_id", "user_fields", "target", "request_id", "slot") + WINDOW_INT
-                + WINDOW_MATRIX}
-    features.update({name: tf.io.RaggedFeature(tf.float32) for name in WINDOW_FLOAT})
+    features = {"user_id": tf.io.FixedLenFeature([1], tf.int64),
+                "user_fields": tf.io.FixedLenFeature([len(spec.user_field_names)], tf.int64)}
+    features.update({name: tf.io.FixedLenFeature([], tf.string)
+                     for name in tfrecord_io.COLUMN_DTYPES})
+    raw_dtype = {name: {"<i4": tf.int32, "<i8": tf.int64, "<f4": tf.float32}[d]
+                 for name, d in tfrecord_io.COLUMN_DTYPES.items()}
 
     def parse(serialized):
         f = tf.io.parse_single_example(serialized, features)
+        for name, dtype in raw_dtype.items():
+            values = tf.io.decode_raw(f[name], dtype, little_endian=True)
+            f[name] = tf.cast(values, tf.int64) if dtype != tf.float32 else values
         n = tf.shape(f["target"])[0]
         for name, width in widths.items():
             f[name] = tf.reshape(f[name], [n, width])
-        f["user_fields"] = tf.reshape(f["user_fields"], [len(spec.user_field_names)])
         f["user_id"] = tf.reshape(f["user_id"], [])
         return f
 
@@ -239,16 +243,18 @@ def _to_impressions(max_seq_len: int, list_size: int):
 def impression_dataset(data_dir: str, split: str, *, max_seq_len: int = 50,
                        batch_size: int = 1024, shuffle: bool | None = None, seed: int = 0,
                        min_time: int | None = None, max_time: int | None = None,
-                       shuffle_buffer: int = 50_000, repeat: bool = False,
+                       shuffle_buffer: int = 10_000, repeat: bool = False,
                        drop_remainder: bool = False) -> tf.data.Dataset:
-    """Batches of single impressions with their history (the CTR baselines' input)."""
+    """Batches of single impressions with their history (the CTR baselines' input).
+
+    `shuffle_buffer` counts lists (impressions are shuffled list by list).
+    """
     spec = _check_args(data_dir, split, max_seq_len, batch_size)
     shuffle = split == "train" if shuffle is None else shuffle
     ds = _lists(data_dir, split, spec, max_seq_len, shuffle, seed, min_time, max_time, 0,
-                max(shuffle_buffer // spec.list_size, 1), repeat)
+                shuffle_buffer, repeat)
+    # Lists are shuffled; impressions of one list stay together and a batch holds about
+    # batch_size / S lists, so no per-impression shuffle is needed (it would cost 3x).
     ds = ds.batch(64).map(_to_impressions(max_seq_len, spec.list_size),
                           num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
-    ds = ds.unbatch()
-    if shuffle:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
+    return ds.rebatch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)

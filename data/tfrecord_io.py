@@ -7,6 +7,9 @@ windows in graph. `target` marks the impressions that belong to the split; the o
 user's last impressions before the split (context for the history windows only), so a test
 record can see its training-period history without that history being evaluated.
 
+Each column is stored as ONE bytes value holding its little-endian array (dtype in
+COLUMN_DTYPES), not as a protobuf int64 list: writing costs no per-element Python work and the
+pipeline decodes with tf.io.decode_raw (both several times faster than varint lists).
 Files are written to a temporary name and renamed, so a crash never leaves a half-written shard.
 """
 from __future__ import annotations
@@ -18,42 +21,85 @@ import numpy as np
 import tensorflow as tf
 
 from data import schema
-from data.schema import FLOAT_COLUMNS, INT_COLUMNS, MATRIX_COLUMNS, FeatureSpec, ImpressionLog
+from data.schema import MATRIX_COLUMNS, FeatureSpec, ImpressionLog
 
-_PER_USER = ("user_id", "user_fields")
-_SEQ_INT = tuple(c for c in INT_COLUMNS if c != "user_id") + ("target",)
+# Per-impression columns and their on-disk dtypes (ids and times that can pass 2^31 are int64).
+COLUMN_DTYPES = {
+    "target": "<i4", "request_id": "<i8", "timestamp": "<i8", "slot": "<i4", "channel": "<i4",
+    "item_id": "<i4", "clicked": "<i4", "novel_tags": "<i4", "dwell": "<f4", "propensity": "<f4",
+    "true_ctr": "<f4", "item_fields": "<i4", "tags": "<i4", "context": "<i4"}
 
 
 def shard_name(split: str, index: int, count: int) -> str:
     return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
 
 
-def _int_feature(values: np.ndarray) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=values.ravel().tolist()))
+def _varint_slow(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        bits = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(bits | 0x80)
+        else:
+            out.append(bits)
+            return bytes(out)
 
 
-def _float_feature(values: np.ndarray) -> tf.train.Feature:
-    return tf.train.Feature(float_list=tf.train.FloatList(value=values.ravel().tolist()))
+_VARINTS = [_varint_slow(i) for i in range(1 << 14)]  # lengths are almost always below 16K
+
+
+def _varint(value: int) -> bytes:
+    return _VARINTS[value] if value < 16384 else _varint_slow(value)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2); tag = the field's key byte."""
+    return tag + _varint(len(payload)) + payload
+
+
+_T1, _T2, _T3 = b"\x0a", b"\x12", b"\x1a"  # fields 1, 2, 3 with wire type 2
+_KEYS: dict = {}  # feature name -> its encoded map-entry key field
+
+
+def _example(features: dict) -> bytes:
+    """tf.train.Example wire bytes, feature map sorted by key (as deterministic serialisation).
+
+    `features` maps a name to ("bytes", b"...") or ("int64", [non-negative ints]). Encoding by
+    hand is 10x faster than building protobuf objects; a test checks the bytes are identical.
+    """
+    entries = []
+    for key in sorted(features):
+        kind, value = features[key]
+        if kind == "bytes":  # Feature.bytes_list (1) -> BytesList.value (1)
+            feature = _field(_T1, _field(_T1, value))
+        else:  # Feature.int64_list (3) -> Int64List.value (1), packed varints
+            feature = _field(_T3, _field(_T1, b"".join(_varint(int(v)) for v in value)))
+        key_field = _KEYS.get(key) or _KEYS.setdefault(key, _field(_T1, key.encode()))
+        entries.append(_field(_T1, key_field + _field(_T2, feature)))
+    return _field(_T1, b"".join(entries))  # Example.features (1) -> Features.feature (1) map
 
 
 def encode_user(log: ImpressionLog, target: np.ndarray) -> bytes:
     """Serializes the impressions of ONE user (already sorted) into an Example."""
-    feats = {
-        "user_id": _int_feature(log.user_id[:1]),
-        "user_fields": _int_feature(log.user_fields[0]),
-        "target": _int_feature(target.astype(np.int64)),
-    }
-    for c in INT_COLUMNS:
-        if c != "user_id":
-            feats[c] = _int_feature(getattr(log, c))
-    for c in FLOAT_COLUMNS:
-        feats[c] = _float_feature(getattr(log, c))
-    for c in MATRIX_COLUMNS:
-        if c != "user_fields":
-            feats[c] = _int_feature(getattr(log, c))
-    # deterministic=True sorts the feature map: same log -> same bytes in every process.
-    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString(
-        deterministic=True)
+    return next(_encode_users(log, target, [slice(0, len(log))]))
+
+
+def _encode_users(log: ImpressionLog, target: np.ndarray, slices):
+    # Each column becomes bytes once; a user's record is then byte slices of it.
+    columns = {}
+    for name, dtype in COLUMN_DTYPES.items():
+        values = target if name == "target" else getattr(log, name)
+        row_bytes = np.dtype(dtype).itemsize * (values.shape[1] if values.ndim == 2 else 1)
+        columns[name] = (np.ascontiguousarray(values, dtype).tobytes(), row_bytes)
+    if (log.user_id < 0).any() or (log.user_fields < 0).any():
+        raise schema.SchemaError("user_id and user_fields must be >= 0")
+    for sl in slices:
+        feats = {"user_id": ("int64", [log.user_id[sl.start]]),
+                 "user_fields": ("int64", log.user_fields[sl.start].tolist())}
+        for name, (data, row_bytes) in columns.items():
+            feats[name] = ("bytes", data[sl.start * row_bytes:sl.stop * row_bytes])
+        yield _example(feats)
 
 
 def user_slices(user_id: np.ndarray) -> list[slice]:
@@ -75,8 +121,8 @@ def write_shard(path: str, log: ImpressionLog, target: np.ndarray, spec: Feature
     count = 0
     try:
         with tf.io.TFRecordWriter(tmp) as writer:
-            for sl in user_slices(log.user_id):
-                writer.write(encode_user(log.take(sl), target[sl]))
+            for record in _encode_users(log, target, user_slices(log.user_id)):
+                writer.write(record)
                 count += 1
         os.replace(tmp, path)
     finally:
@@ -93,39 +139,40 @@ def decode_user(serialized: bytes, spec: FeatureSpec, source: str) -> tuple[Impr
         raise schema.SchemaError(f"{source}: not a tf.train.Example ({e})") from None
     f = ex.features.feature
 
+    def column(name):
+        if name not in f or len(f[name].bytes_list.value) != 1:
+            raise schema.SchemaError(f"{source}: missing feature '{name}'")
+        raw = f[name].bytes_list.value[0]
+        dtype = np.dtype(COLUMN_DTYPES[name])
+        if len(raw) % dtype.itemsize:
+            raise schema.SchemaError(f"{source}: feature '{name}' has {len(raw)} bytes, not a "
+                                     f"multiple of {dtype.itemsize}")
+        kind = np.float32 if dtype.kind == "f" else np.int64
+        return np.frombuffer(raw, dtype).astype(kind)
+
     def ints(name):
         if name not in f:
             raise schema.SchemaError(f"{source}: missing feature '{name}'")
         return np.asarray(f[name].int64_list.value, np.int64)
 
-    def floats(name):
-        if name not in f:
-            raise schema.SchemaError(f"{source}: missing feature '{name}'")
-        return np.asarray(f[name].float_list.value, np.float32)
-
-    target = ints("target")
+    target = column("target")
     n = len(target)
-    cols = {c: ints(c) for c in INT_COLUMNS if c != "user_id"}
-    cols.update({c: floats(c) for c in FLOAT_COLUMNS})
-    for c in MATRIX_COLUMNS:
-        if c == "user_fields":
+    cols = {}
+    for name in COLUMN_DTYPES:
+        if name == "target":
             continue
-        width = schema._width(spec, c)
-        flat = ints(c)
-        if flat.size != n * width:
-            raise schema.SchemaError(f"{source}: feature '{c}' has {flat.size} values, expected "
-                                     f"{n} impressions x {width}")
-        cols[c] = flat.reshape(n, width)
+        values = column(name)
+        width = schema._width(spec, name) if name in MATRIX_COLUMNS else 1
+        if values.size != n * width:
+            raise schema.SchemaError(f"{source}: feature '{name}' has {values.size} values, "
+                                     f"expected {n} impressions x {width}")
+        cols[name] = values.reshape(n, width) if name in MATRIX_COLUMNS else values
     user_fields = ints("user_fields")
     if user_fields.size != len(spec.user_field_names):
         raise schema.SchemaError(f"{source}: user_fields has {user_fields.size} values, expected "
                                  f"{len(spec.user_field_names)}")
     cols["user_fields"] = np.tile(user_fields, (n, 1))
     cols["user_id"] = np.repeat(ints("user_id")[:1], n)
-    for c in INT_COLUMNS + FLOAT_COLUMNS:
-        if cols[c].shape != (n,):
-            raise schema.SchemaError(f"{source}: feature '{c}' has {cols[c].size} values, "
-                                     f"expected {n}")
     return ImpressionLog(**cols), target
 
 

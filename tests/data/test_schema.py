@@ -120,3 +120,17 @@ def test_corrupt_and_missing_shards(tmp_path):
         list(tfrecord_io.read_shard(str(tmp_path / "nope.tfrecord"), SPEC))
     with pytest.raises(FileNotFoundError, match="no test-\\*.tfrecord shards"):
         tfrecord_io.split_files(str(tmp_path), "test")
+
+
+def test_hand_encoded_examples_equal_protobuf_serialisation():
+    import tensorflow as tf
+    log = make_log([3] * 10, [7] * 10, range(10), range(10), clicked=[1] + [0] * 9)
+    log.user_fields[:] = [5, 300]  # a multi-byte varint
+    target = np.ones(10, np.int64)
+    raw = tfrecord_io.encode_user(log, target)
+    parsed = tf.train.Example.FromString(raw)
+    assert parsed.SerializeToString(deterministic=True) == raw
+    f = parsed.features.feature
+    assert list(f["user_fields"].int64_list.value) == [5, 300]
+    assert np.frombuffer(f["item_id"].bytes_list.value[0], "<i4").tolist() == list(range(10))
+    assert sorted(f) == sorted(list(tfrecord_io.COLUMN_DTYPES) + ["user_id", "user_fields"])

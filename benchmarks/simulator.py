@@ -1,0 +1,73 @@
+"""IRecSim speed: batch generation (one core) and the interactive env API.
+
+    python -m benchmarks.simulator [--n_users=20000] [--n_days=4] [any data.generate flag]
+
+Lines: `simulate_impressions_per_s` (simulation, logging policy and its daily LR, no I/O),
+`generate_impressions_per_s` (the same plus the chronological split and writing TFRecord shards:
+what data.generate does per process), `env_steps_per_s` and `env_impressions_per_s` (reset/step
+with a policy that shows each request's first candidates). All on one core.
+"""
+from benchmarks.common import emit, one_core
+
+one_core()
+
+import dataclasses  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from data import config_flags, generate  # noqa: E402  (defines every SimConfig flag)
+from data.sim_config import SimConfig  # noqa: E402
+from data.sim_world import make_world  # noqa: E402
+from data.simulator import IRecSim  # noqa: E402
+
+FLAGS = flags.FLAGS
+# One shard of 20,000 users (a sim_medium shard has ~8,000) over 4 days plus the warm-up day.
+FLAGS.set_default("n_users", 20000)
+FLAGS.set_default("n_days", 4)
+FLAGS.set_default("test_days", 1)
+
+
+def main(argv):
+    del argv
+    cfg = config_flags.from_flags(SimConfig)
+    settings = {"n_users": cfg.n_users, "n_days": cfg.n_days, "cores": 1,
+                "candidates": f"4x{cfg.candidates_per_channel}"}
+    world = make_world(cfg)
+    start = time.perf_counter()
+    days, _ = generate.simulate_shard(cfg, 0, 1, world=world)
+    sim_s = time.perf_counter() - start
+    n = sum(len(d[1]) for d in days)
+    emit("simulate_impressions_per_s", n / sim_s, "impressions/s", impressions=n, **settings)
+    spec = generate.feature_spec(world)
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        train, test, _ = generate.split_days(cfg, days, 100)
+        for split, (log, target) in (("train", train), ("test", test)):
+            generate.writer.write_split(out, split, log, target, spec, 0, 1)
+        write_s = time.perf_counter() - start
+    emit("generate_impressions_per_s", n / (sim_s + write_s), "impressions/s", impressions=n,
+         write_seconds=round(write_s, 2), **settings)
+
+    env_cfg = dataclasses.replace(cfg, n_days=2)
+    env = IRecSim(make_world(env_cfg), rng_key=0)
+    req = env.reset(np.arange(env_cfg.n_users))
+    steps = pages = 0
+    start = time.perf_counter()
+    while not env.done:
+        slates = req.candidates[:, :, :3].reshape(len(req), -1)[:, :env_cfg.list_size]
+        _, req = env.step(slates)
+        steps += 1
+        pages += len(slates)
+    env_s = time.perf_counter() - start
+    env_settings = {**settings, "n_days": env_cfg.n_days, "mean_requests_per_step":
+                    round(pages / steps, 1)}
+    emit("env_steps_per_s", steps / env_s, "steps/s", **env_settings)
+    emit("env_impressions_per_s", pages * env_cfg.list_size / env_s, "impressions/s",
+         **env_settings)
+
+
+if __name__ == "__main__":
+    app.run(main)
