@@ -18,12 +18,13 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from data import config_flags, generate  # noqa: E402  (defines every SimConfig flag)
+from data import config_flags, generate  # noqa: E402
 from data.sim_config import SimConfig  # noqa: E402
 from data.sim_world import make_world  # noqa: E402
 from data.simulator import IRecSim  # noqa: E402
 
 FLAGS = flags.FLAGS
+generate.define_flags()  # every data.generate flag, so any of them can be benchmarked
 # One shard of 20,000 users (a sim_medium shard has ~8,000) over 4 days plus the warm-up day.
 FLAGS.set_default("n_users", 20000)
 FLAGS.set_default("n_days", 4)

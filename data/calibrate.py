@@ -23,8 +23,6 @@ from data.schema import ImpressionLog
 from data.sim_config import CHANNELS, SimConfig
 from data.stats import PAPER_RATIOS, SplitStats
 
-config_flags.define_flags(SimConfig)
-flags.DEFINE_integer("iterations", 4, "Calibration rounds.")
 
 
 def logit(p):
@@ -67,4 +65,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    config_flags.define_flags(SimConfig)
+    flags.DEFINE_integer("iterations", 4, "Calibration rounds.")
     app.run(main)

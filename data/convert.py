@@ -40,17 +40,6 @@ from data import writer
 from data.schema import FeatureSpec, ImpressionLog, SchemaError
 from data.stats import SplitStats
 
-flags.DEFINE_enum("format", None, ["mind", "csv"], "Input format.")
-flags.DEFINE_string("input_dir", None, "MIND folder, or a CSV/TSV file or folder of them.")
-flags.DEFINE_string("output_dir", None, "Where shards and metadata.json are written.")
-flags.DEFINE_string("test_start", None, "First day of the test split, YYYY-MM-DD (UTC).")
-flags.DEFINE_integer("list_size", 10, "Slots per list; longer lists are cut into several.")
-flags.DEFINE_integer("n_shards", 2, "User shards to write.")
-flags.DEFINE_integer("history_context", 100, "Training impressions carried into test records.")
-flags.DEFINE_string("columns", "", "CSV: schema=column pairs, comma-separated (see --helpfull).")
-flags.DEFINE_string("delimiter", "", "CSV: field delimiter; default from the extension "
-                    "(tab for .tsv, comma otherwise).")
-
 MAX_TAGS = 3
 MIND_UNKNOWN = "unknown"
 HISTORY_BUCKETS = (1, 6, 21, 51)  # history length buckets: 0, 1-5, 6-20, 21-50, 51+
@@ -396,6 +385,20 @@ def write_dataset(log, spec, item_table, context_only, output_dir, test_start, h
     return meta
 
 
+def define_flags() -> None:
+    """The CLI's flags (defined when run, so importing this module defines none)."""
+    flags.DEFINE_enum("format", None, ["mind", "csv"], "Input format.")
+    flags.DEFINE_string("input_dir", None, "MIND folder, or a CSV/TSV file or folder of them.")
+    flags.DEFINE_string("output_dir", None, "Where shards and metadata.json are written.")
+    flags.DEFINE_string("test_start", None, "First day of the test split, YYYY-MM-DD (UTC).")
+    flags.DEFINE_integer("list_size", 10, "Slots per list; longer lists are cut into several.")
+    flags.DEFINE_integer("n_shards", 2, "User shards to write.")
+    flags.DEFINE_integer("history_context", 100, "Training impressions carried into test records.")
+    flags.DEFINE_string("columns", "", "CSV: schema=column pairs, comma-separated (see --helpfull).")
+    flags.DEFINE_string("delimiter", "", "CSV: field delimiter; default from the extension "
+                        "(tab for .tsv, comma otherwise).")
+
+
 def main(argv):
     del argv
     f = flags.FLAGS
@@ -426,4 +429,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

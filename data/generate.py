@@ -30,12 +30,16 @@ from data.sim_world import DAY, World, make_world
 from data.simulator import IRecSim
 from data.stats import SplitStats, calibration_report
 
-config_flags.define_flags(SimConfig)
-flags.DEFINE_string("output_dir", None, "Where shards and metadata.json are written.")
-flags.DEFINE_integer("n_shards", 4, "User shards (part of the data's identity with the seed).")
-flags.DEFINE_integer("processes", 0, "Worker processes; 0 = one per CPU core.")
-flags.DEFINE_integer("history_context", 100, "Training impressions carried into each test "
-                     "record as history context (>= the longest --max_seq_len to be used).")
+
+
+def define_flags() -> None:
+    """The CLI's flags: every SimConfig field plus the ones below (defined when run)."""
+    config_flags.define_flags(SimConfig)
+    flags.DEFINE_string("output_dir", None, "Where shards and metadata.json are written.")
+    flags.DEFINE_integer("n_shards", 4, "User shards (part of the data's identity with the seed).")
+    flags.DEFINE_integer("processes", 0, "Worker processes; 0 = one per CPU core.")
+    flags.DEFINE_integer("history_context", 100, "Training impressions carried into each test "
+                         "record as history context (>= the longest --max_seq_len to be used).")
 
 
 def feature_spec(world: World) -> FeatureSpec:
@@ -234,4 +238,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

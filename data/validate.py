@@ -13,8 +13,6 @@ from absl import app, flags
 
 from data.pipeline import validate_split
 
-flags.DEFINE_string("data_dir", None, "Dataset folder (output of data.generate or data.convert).")
-flags.DEFINE_list("splits", ["train", "test"], "Splits to check.")
 
 
 def main(argv):
@@ -26,4 +24,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    flags.DEFINE_string("data_dir", None, "Dataset (output of data.generate or data.convert).")
+    flags.DEFINE_list("splits", ["train", "test"], "Splits to check.")
     app.run(main)
