@@ -63,16 +63,20 @@ def shared_tag_above(tags: np.ndarray) -> np.ndarray:
     return (share & np.tri(s, s, -1, dtype=bool)).sum(-1)
 
 
-def top_k_columns(scores: np.ndarray, k: int) -> np.ndarray:
+def top_k_columns(scores: np.ndarray, k: int, buffer: np.ndarray | None = None) -> np.ndarray:
     """[n, M] scores in (-2^22, 2^22) -> [n, k] columns of the k largest of each row (any order).
 
     Scores quantised to 2^-20 and their column share one int64 key, so a value partition
     (2.5x faster than argpartition) selects the top k; scores closer than 2^-20 are ties.
+    `buffer` (int64, at least n x M elements) avoids allocating the keys on every call.
     """
-    m = scores.shape[1]
-    key = (scores * 1048576.0).astype(np.int64) << 12
+    n, m = scores.shape
+    key = (np.empty((n, m), np.int64) if buffer is None else buffer.ravel()[:n * m].reshape(n, m))
+    np.multiply(scores, 1048576.0, out=key, casting="unsafe")
+    key <<= 12
     key |= np.arange(m, dtype=np.int64)
-    return np.partition(key, m - k, axis=1)[:, m - k:] & np.int64(0xFFF)
+    key.partition(m - k, axis=1)
+    return key[:, m - k:] & np.int64(0xFFF)
 
 
 def hour_drift(hour: np.ndarray, amplitude: float) -> np.ndarray:
@@ -310,12 +314,15 @@ class IRecSim:
             self.pools.append(ids)
         self.pool_offset = np.cumsum([0] + [len(ids) for ids in self.pools])
         all_ids = np.concatenate(self.pools)
-        self.pool_latent = items.latent[all_ids].T.copy()  # [d, sum of pools]
+        # One extra column scores the "not in today's pool" sentinel that recent items map to.
+        self.pool_latent = np.zeros((self.cfg.latent_dim, len(all_ids) + 1), np.float32)
+        self.pool_latent[:, :-1] = items.latent[all_ids].T
         # Item-level jitter of the matching scores, redrawn daily (trending, freshness of stats).
-        self.pool_jitter = (self.rng.standard_normal(len(all_ids)) * self.cfg.match_noise
-                            ).astype(np.float32)
+        self.pool_jitter = np.zeros(len(all_ids) + 1, np.float32)
+        self.pool_jitter[:-1] = self.rng.standard_normal(len(all_ids)) * self.cfg.match_noise
         self.pool_col = np.full(len(items) + 1, len(all_ids), np.int64)  # last: "not in a pool"
         self.pool_col[all_ids] = np.arange(len(all_ids))
+        self._key_buffer = np.empty(0, np.int64)
         # Item age buckets of today's pools: an item's age is (days since publish) * 24h plus the
         # hour of the request, so the bucket depends only on the item and whether hour < 6.
         days_old = (self.day - items.publish_day) * 24.0
@@ -341,15 +348,14 @@ class IRecSim:
                 self.cfg.match_noise / np.sqrt(self.cfg.latent_dim))
         scores = u @ self.pool_latent
         scores += self.pool_jitter
-        # Recent items (and the padding -1) index one past the end, which is then dropped.
-        padded = np.empty((n, scores.shape[1] + 1), np.float32)
-        padded[:, :-1] = scores
-        cols = self.pool_col[self.recent[rows]]
-        padded[np.arange(n)[:, None], cols] = RECENT_SCORE
+        scores[np.arange(n)[:, None], self.pool_col[self.recent[rows]]] = RECENT_SCORE
+        widest = int(np.diff(self.pool_offset).max())
+        if self._key_buffer.size < n * widest:
+            self._key_buffer = np.empty(n * widest, np.int64)
         for c, ids in enumerate(self.pools):
             lo, hi = self.pool_offset[c], self.pool_offset[c + 1]
             if k < len(ids):
-                out[:, c] = ids[top_k_columns(padded[:, lo:hi], k)]
+                out[:, c] = ids[top_k_columns(scores[:, lo:hi], k, self._key_buffer)]
             else:
                 out[:, c] = ids
         return out
