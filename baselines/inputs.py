@@ -1,9 +1,11 @@
 """The baselines' shared input layer: the same feature fields HRL-Rec sees.
 
-Fields (F = 4 + F_u + F_i + F_c + 2): user id, item id, channel, slot, each user profile field,
-each item field, each context field, the item's tags (mean of tag embeddings) and the user's
-history (mean of the item embeddings of the m most recent impressions before this one, over
-`hist_mask`; the history shares the item-id table, as DIN-style models do).
+Fields: user id, item id, channel, slot, each user profile field, each item field, each
+context field, the item's tags (mean of tag embeddings) and, unless `history=False`, the
+user's history (mean of the item embeddings of the m most recent impressions before this one,
+over `hist_mask`; it shares the item-id table, as DIN-style models do). A field whose
+vocabulary has a single value (one channel, lists of one slot) is a constant that the global
+bias already covers, so it gets no embedding.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ def field_vocabularies(spec: dict) -> list[tuple[str, str, int, int]]:
                               ("context", "context_field_names", "context_field_sizes")):
         fields += [(f"{key}.{n}", key, j, s) for j, (n, s) in enumerate(zip(spec[names],
                                                                             spec[sizes]))]
-    return fields
+    return [f for f in fields if f[3] > 1]
 
 
 def _masked_mean(emb, mask):
@@ -41,12 +43,13 @@ class FieldEmbedding(keras.layers.Layer):
     """
 
     def __init__(self, spec: dict, embedding_dim: int = 16, l2: float = 0.0,
-                 embeddings: bool = True, **kwargs):
+                 embeddings: bool = True, history: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.spec = dict(spec)
         self.embedding_dim = embedding_dim
         self.l2 = l2
         self.embeddings = embeddings
+        self.history = history
         self.fields = field_vocabularies(self.spec)
         reg = keras.regularizers.L2(l2) if l2 else None
 
@@ -63,7 +66,7 @@ class FieldEmbedding(keras.layers.Layer):
 
     @property
     def n_fields(self) -> int:
-        return len(self.fields) + 2
+        return len(self.fields) + 1 + int(self.history)
 
     def build(self, input_shape=None):
         for layer in self.tables + self.linear + [self.tag_linear, self.hist_linear] + (
@@ -80,14 +83,16 @@ class FieldEmbedding(keras.layers.Layer):
         tags = features["tags"]
         tag_mask = tags > 0
         lins.append(_masked_mean(self.tag_linear(tags), tag_mask)[:, 0])
-        hist, hist_mask = features["hist_item_id"], features["hist_mask"]
-        lins.append(_masked_mean(self.hist_linear(hist), hist_mask)[:, 0])
+        if self.history:
+            hist, hist_mask = features["hist_item_id"], features["hist_mask"]
+            lins.append(_masked_mean(self.hist_linear(hist), hist_mask)[:, 0])
         if not self.embeddings:
             return None, ops.stack(lins, axis=1)
         embs.append(_masked_mean(self.tag_table(tags), tag_mask))
-        embs.append(_masked_mean(self.tables[1](hist), hist_mask))  # shares the item-id table
+        if self.history:  # shares the item-id table
+            embs.append(_masked_mean(self.tables[1](hist), hist_mask))
         return ops.stack(embs, axis=1), ops.stack(lins, axis=1)
 
     def get_config(self):
         return {**super().get_config(), "spec": self.spec, "embedding_dim": self.embedding_dim,
-                "l2": self.l2, "embeddings": self.embeddings}
+                "l2": self.l2, "embeddings": self.embeddings, "history": self.history}

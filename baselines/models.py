@@ -9,10 +9,11 @@ sigmoid(logit) [B]. With e = field embeddings [B, F, d], w = first-order weights
     AFM       logit = LR + AttentionPooling(e)                         (Xiao et al. 2017)
     WideDeep  logit = LR + h^T DNN(flatten(e))                         (Cheng et al. 2016)
     DeepFM    logit = LR + sum_{i<j} <e_i, e_j> + h^T DNN(flatten(e))  (Guo et al. 2017)
-    AutoInt   logit = b + h^T flatten(InteractingLayer^L(e))           (Song et al. 2019)
+    AutoInt   logit = LR + h^T flatten(InteractingLayer^L(e))          (Song et al. 2019)
 
 The wide part of Wide&Deep is the same first-order LR as the others (the paper's baselines
-"use the same features"); no hand-made cross features.
+"use the same features"); no hand-made cross features. AutoInt's paper (Eq. 14) has no
+first-order term; DeepCTR's implementation, the peer we check against, adds it, and so do we.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from baselines.inputs import FieldEmbedding
 
 MODELS = ("lr", "fm", "nfm", "afm", "widedeep", "deepfm", "autoint")
 DEFAULTS = {"embedding_dim": 16, "dnn_units": (256, 128), "dropout": 0.0, "l2": 0.0,
-            "attention_units": 16, "heads": 2, "head_size": 8, "interacting_layers": 3}
+            "attention_units": 16, "heads": 2, "head_size": 8, "interacting_layers": 3,
+            "history": True}
 
 
 @keras.saving.register_keras_serializable(package=layers.PACKAGE)
@@ -43,7 +45,8 @@ class CTRModel(keras.Model):
         self.hparams = {**DEFAULTS, **hparams}
         hp = self.hparams
         self.inputs_layer = FieldEmbedding(self.spec, hp["embedding_dim"], hp["l2"],
-                                           embeddings=model != "lr", name="fields")
+                                           embeddings=model != "lr", history=hp["history"],
+                                           name="fields")
         self.bias = self.add_weight(name="bias", shape=(), initializer="zeros")
         if model in ("fm", "deepfm"):
             self.fm = layers.FMInteraction(name="fm")
@@ -70,7 +73,8 @@ class CTRModel(keras.Model):
                 x = layer(x)
             # Static widths: a -1 would leave the Dense input size unknown inside tf.function.
             width = n_fields * self.hparams["heads"] * self.hparams["head_size"]
-            return self.bias + self.autoint_out(ops.reshape(x, (-1, width)))[:, 0]
+            return (self.bias + ops.sum(w, axis=1)
+                    + self.autoint_out(ops.reshape(x, (-1, width)))[:, 0])
         out = self.bias + ops.sum(w, axis=1)
         if m in ("fm", "deepfm"):
             out = out + self.fm(e)[:, 0]

@@ -51,6 +51,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("head_size", DEFAULTS["head_size"], "AutoInt size per head.")
     flags.DEFINE_integer("interacting_layers", DEFAULTS["interacting_layers"],
                          "AutoInt interacting layers.")
+    flags.DEFINE_boolean("history", DEFAULTS["history"], "Use the pooled m-impression history.")
 
 
 def rela_impr(auc: float, base_auc: float) -> float:
@@ -88,6 +89,47 @@ def evaluate(model, ds) -> dict:
     return out
 
 
+def _batch_update(model, learning_rate: float):
+    """An Adam update on the CTR cross-entropy (+ the model's regularisation losses)."""
+    optimizer = keras.optimizers.Adam(learning_rate)
+    loss_fn = keras.losses.BinaryCrossentropy()
+
+    def update(features, labels):
+        with tf.GradientTape() as tape:
+            p = model(features, training=True)
+            loss = loss_fn(tf.cast(labels, tf.float32), p) + tf.add_n(
+                [tf.constant(0.0)] + model.losses)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return update
+
+
+def make_train_step(model, learning_rate: float):
+    """One compiled training step on a batch (for streamed batches)."""
+    return tf.function(_batch_update(model, learning_rate), reduce_retracing=True)
+
+
+def make_epoch_fn(model, learning_rate: float, batch_size: int):
+    """One compiled function per epoch over in-memory tensors: the batches are gathered in graph
+    (no Python per batch). `epoch(features, labels, order)` -> mean training loss."""
+    update = _batch_update(model, learning_rate)
+
+    @tf.function
+    def epoch(features, labels, order):
+        n = tf.shape(order)[0]
+        steps = (n + batch_size - 1) // batch_size
+        total = tf.constant(0.0)
+        for i in tf.range(steps):
+            idx = order[i * batch_size:tf.minimum((i + 1) * batch_size, n)]
+            total += update({k: tf.gather(v, idx) for k, v in features.items()},
+                            tf.gather(labels, idx))
+        return total / tf.cast(steps, tf.float32)
+
+    return epoch
+
+
 def train(model, data_dir: str, model_dir: str, *, epochs: int, patience: int,
           valid_days: float, batch_size: int, learning_rate: float, max_seq_len: int,
           seed: int) -> dict:
@@ -98,18 +140,7 @@ def train(model, data_dir: str, model_dir: str, *, epochs: int, patience: int,
     train_ds = pipeline.impression_dataset(data_dir, "train", max_time=valid_start, **common)
     valid_ds = pipeline.impression_dataset(data_dir, "train", min_time=valid_start,
                                            shuffle=False, **common)
-    optimizer = keras.optimizers.Adam(learning_rate)
-    loss_fn = keras.losses.BinaryCrossentropy()
-
-    @tf.function(reduce_retracing=True)
-    def step(features, labels):
-        with tf.GradientTape() as tape:
-            p = model(features, training=True)
-            loss = loss_fn(tf.cast(labels, tf.float32), p) + tf.add_n(
-                [tf.constant(0.0)] + model.losses)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+    step = make_train_step(model, learning_rate)
 
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "tb"))
     train_examples = meta["splits"]["train"]["impressions"] * max(

@@ -90,7 +90,7 @@ def reference_logit(model, name):
         q, k, v = (e @ getattr(layer, n).numpy() for n in ("w_q", "w_k", "w_v"))
         att = softmax(q @ k.transpose(0, 2, 1), -1)
         x = np.maximum(att @ v + e @ layer.w_res.numpy(), 0)
-        return b + np_dense(model.autoint_out, x.reshape(len(x), -1), False)[:, 0]
+        return lr + np_dense(model.autoint_out, x.reshape(len(x), -1), False)[:, 0]
     raise AssertionError(name)
 
 
@@ -157,3 +157,67 @@ def test_learns_a_planted_cross(name):
     model.compile(optimizer=keras.optimizers.Adam(0.02), loss="binary_crossentropy")
     model.fit(x, y, batch_size=256, epochs=8, verbose=0)
     assert roc_auc_score(y_test, np.asarray(model.predict(x_test, verbose=0))) > 0.9
+
+
+def test_train_cli_writes_eval_json(tmp_path):
+    """baselines.train end to end on a tiny simulator dataset (one epoch)."""
+    import json
+    import subprocess
+    import sys
+
+    from data import generate
+    from data.sim_config import SimConfig
+    from tests.conftest import REPO
+    data = tmp_path / "data"
+    generate.generate(SimConfig(n_users=200, n_days=4, test_days=1), str(data), n_shards=1,
+                      processes=1)
+    cmd = [sys.executable, "-m", "baselines.train", "--model=deepfm", f"--data_dir={data}",
+           f"--model_dir={tmp_path / 'deepfm'}", "--epochs=1", "--batch_size=512",
+           "--lr_auc=0.6"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "deepfm" / "eval.json").read_text())
+    assert 0.5 < report["auc"] < 1 and report["logloss"] > 0
+    assert report["oracle_auc"] > report["auc"] - 0.05
+    assert report["rela_impr_vs_lr"] == pytest.approx((report["auc"] - 0.5) / 0.1 - 1)
+    assert report["examples_per_s"] > 0 and report["valid"]["epoch"] == 1
+    assert report["flags"]["model"] == "deepfm"
+    assert (tmp_path / "deepfm" / "model.keras").exists()
+    assert any((tmp_path / "deepfm" / "tb").iterdir())
+    bad = subprocess.run(cmd[:4], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "--data_dir is required" in bad.stderr
+
+
+def test_fused_epoch_equals_step_by_step():
+    """make_epoch_fn (batches gathered in graph) == make_train_step over the same batches."""
+    import tensorflow as tf
+
+    from baselines.train import make_epoch_fn, make_train_step
+    spec, x, y = planted(300, 2)
+    models = []
+    for _ in range(2):
+        keras.utils.set_random_seed(3)
+        m = CTRModel("deepfm", spec, embedding_dim=4, dnn_units=(8,))
+        m({k: v[:2] for k, v in x.items()})
+        models.append(m)
+    models[1].set_weights(models[0].get_weights())
+    order = np.random.default_rng(0).permutation(300)
+    epoch = make_epoch_fn(models[0], 0.01, 128)
+    epoch({k: tf.constant(v) for k, v in x.items()}, tf.constant(y), tf.constant(order))
+    step = make_train_step(models[1], 0.01)
+    for i in range(0, 300, 128):  # batches of 128, 128 and 44
+        idx = order[i:i + 128]
+        step({k: v[idx] for k, v in x.items()}, y[idx])
+    for a, b in zip(models[0].get_weights(), models[1].get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_constant_fields_get_no_embedding_and_history_is_optional():
+    spec = {**SPEC, "channel_names": ["a"], "list_size": 1}  # channel and slot are constants
+    model = CTRModel("fm", spec, **HP, history=False)
+    model(BATCH)
+    # user id, item id, age, q, tags: no channel, slot or history field
+    assert model.inputs_layer.n_fields == 5
+    e, w = model.inputs_layer(BATCH)
+    assert tuple(e.shape) == (2, 5, 2) and tuple(w.shape) == (2, 5)
+    assert CTRModel("fm", SPEC, **HP).inputs_layer.n_fields == 8
