@@ -123,11 +123,6 @@ class ImpressionLog:
         cols.update({c: np.zeros((0, _width(spec, c)), np.int64) for c in MATRIX_COLUMNS})
         return cls(**cols)
 
-    def sorted_by_user_time(self) -> "ImpressionLog":
-        """Stable order: user, then time, then request, then slot (what the writer stores)."""
-        order = np.lexsort((self.slot, self.request_id, self.timestamp, self.user_id))
-        return self.take(order)
-
 
 def _locate(source: str, rows: np.ndarray, row_offset: int = 0, row_label: str = "record") -> str:
     return f"{source} {row_label} {int(rows[0]) + row_offset}"

@@ -6,7 +6,7 @@ import pytest
 
 from data import pipeline
 from data.schema import ImpressionLog
-from tests.data.helpers import SPEC, make_log, write_dataset
+from tests.data.helpers import make_log, write_dataset
 
 M = 12
 
