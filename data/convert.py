@@ -91,8 +91,9 @@ def _parse_mind_time(value: str, source: str) -> int:
     return int(t.timestamp())
 
 
-def read_mind(input_dir: str, list_size: int):
-    """-> (rows of impressions as dicts of lists, spec parts, item table, context_only)."""
+def read_mind(input_dir: str):
+    """-> (rows (user, time, click history, [(news id, label)]), news id -> (category,
+    subcategory, title entities))."""
     behaviors_path = _find(input_dir, "*behaviors*.tsv")
     news = _read_mind_news(_find(input_dir, "*news*.tsv"))
     name = os.path.basename(behaviors_path)
@@ -117,7 +118,7 @@ def read_mind(input_dir: str, list_size: int):
 
 
 def convert_mind(input_dir: str, list_size: int):
-    rows, news = read_mind(input_dir, list_size)
+    rows, news = read_mind(input_dir)
     item_names = sorted({n for r in rows for n in r[2]} | {n for r in rows for n, _ in r[3]}
                         | set(news))
     item_index = {n: i for i, n in enumerate(item_names)}

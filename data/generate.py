@@ -132,7 +132,8 @@ def _init_worker(counter):
     _COUNTER = counter
 
 
-def _run_shard(args):
+def _run_shard(args, world: World | None = None):
+    """Simulates and writes one shard; `world` is reused when the shard runs in this process."""
     cfg, shard, n_shards, output_dir, history_context = args
 
     def tick(*_):
@@ -142,7 +143,7 @@ def _run_shard(args):
         elif _PROGRESS is not None:
             _PROGRESS.update(1)
 
-    days, world = simulate_shard(cfg, shard, n_shards, on_day=tick)
+    days, world = simulate_shard(cfg, shard, n_shards, world=world, on_day=tick)
     spec = feature_spec(world)
     train, test, sessions = split_days(cfg, days, history_context)
     stats = {}
@@ -171,7 +172,7 @@ def generate(cfg: SimConfig, output_dir: str, n_shards: int, processes: int = 0,
         global _PROGRESS
         _PROGRESS = progress
         try:
-            results = [_run_shard(t) for t in tasks]
+            results = [_run_shard(t, world) for t in tasks]
         finally:
             _PROGRESS = None
     else:
