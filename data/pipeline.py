@@ -8,7 +8,7 @@ so one window serves all S slots and the next state of slot t is window[t+1 : t+
 
 Keys of a list batch (B lists, W = m + S):
     user_id [B], request_id [B], user_fields [B, F_u]
-    item_id, channel, clicked, novel_tags, timestamp, feedback, mask    [B, W] int
+    item_id, channel, slot, clicked, novel_tags, timestamp, feedback, mask    [B, W] int
     dwell, propensity, true_ctr                                        [B, W] float
     item_fields [B, W, F_i], context [B, W, F_c], tags [B, W, T]
     cand_item_id [B, C, K'], cand_item_fields [B, C, K', F_i], cand_tags [B, C, K', T]
@@ -32,7 +32,7 @@ import tensorflow as tf
 from data import schema, tfrecord_io
 
 AUTOTUNE = tf.data.AUTOTUNE
-WINDOW_INT = ("item_id", "channel", "clicked", "novel_tags", "timestamp")
+WINDOW_INT = ("item_id", "channel", "slot", "clicked", "novel_tags", "timestamp")
 WINDOW_FLOAT = ("dwell", "propensity", "true_ctr")
 WINDOW_MATRIX = ("item_fields", "context", "tags")
 
@@ -229,7 +229,6 @@ def _to_impressions(max_seq_len: int, list_size: int):
         out = {k: per_list(batch[k]) for k in ("user_id", "request_id", "user_fields")}
         for k in WINDOW_INT + WINDOW_FLOAT + WINDOW_MATRIX:
             out[k] = per_slot(batch[k])
-        out["slot"] = per_slot(tf.tile(tf.range(-m, s, dtype=tf.int64)[None], [b, 1]))
         out["label"] = out["clicked"]
         out["hist_item_id"] = history(batch["item_id"])
         out["hist_channel"] = history(batch["channel"])

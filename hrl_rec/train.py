@@ -1,14 +1,14 @@
 """Trains HRL-Rec: `python -m hrl_rec.train --flagfile=configs/quickstart.flags`.
 
-Flags -> data -> run. The data step generates the dataset named by --data_flagfile into
---data_dir when --data_dir holds none yet, validates its shards and reads the training split
-once through the input pipeline (the batches the agents consume).
-
-Not yet here: the HRL-Rec model and its training loop (the channel selector and item
-recommender, issue #4). Until they land this entry point stops after the data step and says so.
+flags -> dataset (generated from --data_flagfile when --data_dir holds none, then validated)
+-> hrl_rec.runner.Runner -> MODEL_DIR/{eval.json, model.keras, best.weights.h5, ckpt/, tb/}.
+MODEL_DIR defaults to runs/{experiment}__{seed}__{unix time}; rerunning with the same
+--model_dir resumes from its last checkpoint. `tensorboard --logdir runs/` shows loss/*, q/*,
+reward/*, grad/*, eval/*, the action histograms and the HParams record of every run.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -16,13 +16,30 @@ import time
 
 from absl import app, flags, logging
 
-flags.DEFINE_string("data_dir", "datasets/sim_small", "Dataset folder (generated if missing).")
-flags.DEFINE_string("data_flagfile", "configs/sim_small.flags",
-                    "data.generate preset used when --data_dir holds no dataset.")
-flags.DEFINE_integer("max_seq_len", 50, "m: impressions in each state (Sec. 4.3: 50).")
-flags.DEFINE_integer("batch_size", 256, "Lists per batch (Sec. 4.3: 256).")
-flags.DEFINE_boolean("validate_data", True, "Check every record against the schema first.")
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    from data.config_flags import define_flags as define_config_flags
+    from hrl_rec.config import HRLConfig
+    flags.DEFINE_string("data_dir", "datasets/sim_small", "Dataset folder (generated if missing).")
+    flags.DEFINE_string("data_flagfile", "configs/sim_small.flags",
+                        "data.generate preset used when --data_dir holds no dataset.")
+    flags.DEFINE_string("model_dir", None, "Run folder; default runs/{experiment}__{seed}__{time}."
+                        " An existing one is resumed from its last checkpoint.")
+    flags.DEFINE_string("experiment", "hrl_rec", "Run name prefix (for the default model_dir).")
+    flags.DEFINE_integer("epochs", 3, "Maximum passes over the training lists.")
+    flags.DEFINE_integer("max_steps", 0, "Stop after this many train steps in total (0: epochs "
+                         "only).")
+    flags.DEFINE_integer("patience", 1, "Epochs without a validation AUC gain before stopping.")
+    flags.DEFINE_float("valid_days", 1.0, "Last days of the training period held out for "
+                       "validation (chronological; the test split is never used to choose).")
+    flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffling, candidates and noise.")
+    flags.DEFINE_integer("log_every", 20, "Steps between TensorBoard summaries.")
+    flags.DEFINE_integer("checkpoint_every", 200, "Steps between checkpoints.")
+    flags.DEFINE_integer("eval_batch_size", 512, "Lists per evaluation batch.")
+    flags.DEFINE_boolean("validate_data", True, "Check every record against the schema first.")
+    define_config_flags(HRLConfig)
 
 
 def ensure_dataset(data_dir: str, data_flagfile: str) -> None:
@@ -33,7 +50,7 @@ def ensure_dataset(data_dir: str, data_flagfile: str) -> None:
     if not os.path.exists(data_flagfile):
         raise app.UsageError(f"--data_flagfile={data_flagfile} not found and --data_dir="
                              f"{data_dir} holds no dataset")
-    logging.info("no dataset in %s: generating it from %s", data_dir, data_flagfile)
+    print(f"no dataset in {data_dir}: generating it from {data_flagfile}", flush=True)
     cmd = [sys.executable, "-m", "data.generate", f"--flagfile={data_flagfile}",
            f"--output_dir={data_dir}"]
     done = subprocess.run(cmd)
@@ -41,40 +58,38 @@ def ensure_dataset(data_dir: str, data_flagfile: str) -> None:
         raise SystemExit(f"data generation failed (exit {done.returncode}): {' '.join(cmd)}")
 
 
-def read_through(data_dir: str) -> dict:
-    """One pass over the training split's list batches, with a progress line."""
-    from data import pipeline
-    from data.progress import Progress
-    meta = pipeline.load_metadata(data_dir)
-    lists = meta["splits"]["train"]["lists"]
-    ds = pipeline.list_dataset(data_dir, "train", max_seq_len=FLAGS.max_seq_len,
-                               batch_size=FLAGS.batch_size)
-    progress = Progress(lists, "input pipeline", unit="lists")
-    seen = 0
-    for batch in ds:
-        n = int(batch["mask"].shape[0])
-        seen += n
-        progress.update(n)
-    return {"lists": seen, "expected": lists}
-
-
 def main(argv):
     del argv
-    start = time.monotonic()
+    from data.config_flags import from_flags
+    from data.pipeline import load_metadata, validate_split
+    from hrl_rec import config, runner
+    cfg = from_flags(config.HRLConfig)
     ensure_dataset(FLAGS.data_dir, FLAGS.data_flagfile)
+    try:
+        config.validate(cfg, len(load_metadata(FLAGS.data_dir)["spec"]["channel_names"]))
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
     if FLAGS.validate_data:
-        from data.pipeline import validate_split
         for split in ("train", "test"):
-            logging.info("validated %d %s impressions", validate_split(FLAGS.data_dir, split),
-                         split)
-    counts = read_through(FLAGS.data_dir)
-    if counts["lists"] != counts["expected"]:
-        raise SystemExit(f"the pipeline read {counts['lists']} lists, metadata.json says "
-                         f"{counts['expected']}")
-    print(f"data step done in {time.monotonic() - start:.0f}s: {counts['lists']} training lists "
-          f"in {FLAGS.data_dir}.\nThe HRL-Rec model is not implemented yet (issue #4): nothing "
-          f"was trained.", flush=True)
+            print(f"validated {validate_split(FLAGS.data_dir, split)} {split} impressions",
+                  flush=True)
+    model_dir = FLAGS.model_dir or os.path.join(
+        "runs", f"{FLAGS.experiment}__{FLAGS.seed}__{int(time.time())}")
+    settings = runner.RunSettings(
+        data_dir=FLAGS.data_dir, model_dir=model_dir, epochs=FLAGS.epochs,
+        max_steps=FLAGS.max_steps, patience=FLAGS.patience, valid_days=FLAGS.valid_days,
+        seed=FLAGS.seed, log_every=FLAGS.log_every, checkpoint_every=FLAGS.checkpoint_every,
+        eval_batch_size=FLAGS.eval_batch_size)
+    record = {name: FLAGS[name].value for name in RUN_FLAGS + [
+        f.name for f in dataclasses.fields(config.HRLConfig)]}
+    print(f"training HRL-Rec into {model_dir}", flush=True)
+    runner.run(cfg, settings, record)
 
+
+RUN_FLAGS = ["data_dir", "data_flagfile", "model_dir", "experiment", "epochs", "max_steps",
+             "patience", "valid_days", "seed", "log_every", "checkpoint_every",
+             "eval_batch_size", "validate_data"]
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -1,0 +1,182 @@
+"""The two agents: ChannelSelector (LRA, Sec. 3.2) and ItemRecommender (HRA, Sec. 3.3).
+
+Each agent is one state encoder shared by its actor and its critic(s), as in the paper's Fig. 2:
+behaviour fields -> field self-attention (Eq. 1) -> GRU (Eq. 2) -> s_t -> actor a_t, critic q_t.
+Online and target copies are two instances of the same class (see `hrl_rec.model`).
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from hrl_rec.encoders import FieldSelfAttention, StateEncoder
+from hrl_rec.features import PACKAGE, BehaviourFields
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Actor(keras.layers.Layer):
+    """Eq. 3 / Eq. 6: a_t = tanh(W_a s_t + b_a). [..., d_s] -> [..., d_a]."""
+
+    def __init__(self, action_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.action_dim = action_dim
+        self.dense = keras.layers.Dense(action_dim, activation="tanh", name="dense")
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+
+    def call(self, s):
+        return self.dense(s)
+
+    def get_config(self):
+        return {**super().get_config(), "action_dim": self.action_dim}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Critic(keras.layers.Layer):
+    """Eq. 5 / Eq. 8: q(s_t, a_t) = ReLU(w_c1 . s_t + w_c2 . a_t + b_c).
+
+    s [..., d_s], a [..., d_a] -> q [...]. `frozen=True` stops the gradient into the critic's
+    weights (the actor loss, Eq. 10/13, must move the actor, not the critic). Two options
+    (WORKSPACE.md, "The critic"):
+      direction=True: the critic reads a / ||a||. Actions act only through cosine similarity
+        (Sec. 3.2-3.3), so actions with the same direction are the same action; the literal
+        form lets the actor raise Q by growing ||a|| until tanh saturates.
+      bilinear=True: w_c2 becomes state-dependent, w_c2 + W_sa s, so the best action direction
+        depends on the state. With the literal (linear) form argmax_a q is the same for every
+        state.
+    """
+
+    def __init__(self, direction: bool = False, bilinear: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.direction, self.bilinear = direction, bilinear
+
+    def build(self, state_shape, action_shape=None):
+        d_s = int(state_shape[-1])
+        d_a = int(action_shape[-1]) if action_shape is not None else d_s
+        self.w_state = self.add_weight(name="w_state", shape=(d_s,), initializer="glorot_uniform")
+        self.w_action = self.add_weight(name="w_action", shape=(d_a,),
+                                        initializer="glorot_uniform")
+        self.bias = self.add_weight(name="bias", shape=(), initializer="zeros")
+        if self.bilinear:
+            self.w_state_action = self.add_weight(name="w_state_action", shape=(d_s, d_a),
+                                                  initializer="zeros")
+
+    def call(self, s, a, frozen: bool = False):
+        weights = [self.w_state, self.w_action, self.bias] + (
+            [self.w_state_action] if self.bilinear else [])
+        if frozen:
+            weights = [tf.stop_gradient(v) for v in weights]
+        w_s, w_a, b = weights[:3]
+        if self.direction:
+            a = tf.math.l2_normalize(a, axis=-1)
+        action_weight = w_a + tf.tensordot(s, weights[3], 1) if self.bilinear else w_a
+        return tf.nn.relu(tf.tensordot(s, w_s, 1) + tf.reduce_sum(a * action_weight, -1) + b)
+
+    def get_config(self):
+        return {**super().get_config(), "direction": self.direction, "bilinear": self.bilinear}
+
+
+class _Agent(keras.layers.Layer):
+    level = ""
+
+    def __init__(self, spec: dict, max_seq_len: int = 50, embedding_dim: int = 32,
+                 hidden_dim: int = 128, heads: int = 4, field_self_attention: bool = True,
+                 state_encoder_gru: bool = True, state_window: str = "sliding",
+                 n_critics: int = 1, critic_direction: bool = False,
+                 critic_bilinear: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = dict(spec)
+        self.options = dict(max_seq_len=max_seq_len, embedding_dim=embedding_dim,
+                            hidden_dim=hidden_dim, heads=heads,
+                            field_self_attention=field_self_attention,
+                            state_encoder_gru=state_encoder_gru, state_window=state_window,
+                            n_critics=n_critics, critic_direction=critic_direction,
+                            critic_bilinear=critic_bilinear)
+        self.fields = BehaviourFields(spec, self.level, embedding_dim, span=spec["list_size"],
+                                      name="fields")
+        self.attention = FieldSelfAttention(self.fields.n_fields, hidden_dim, heads,
+                                            attention=field_self_attention, name="attention")
+        self.initial_state = keras.layers.Dense(hidden_dim, activation="tanh",
+                                                name="initial_state")
+        self.encoder = StateEncoder(hidden_dim, max_seq_len, gru=state_encoder_gru,
+                                    window=state_window, name="encoder")
+        self.actor = Actor(embedding_dim, name="actor")
+        self.critics = [Critic(critic_direction, critic_bilinear, name=f"critic_{k}")
+                        for k in range(n_critics)]
+
+    @property
+    def state_dim(self) -> int:
+        return self.options["hidden_dim"]
+
+    def build(self, input_shape=None):
+        d, h = self.options["embedding_dim"], self.options["hidden_dim"]
+        self.fields.build()
+        self.attention.build((None, self.fields.n_fields, d))
+        self.initial_state.build((None, (1 + len(self.spec["user_field_names"])) * d))
+        self.encoder.build()
+        self.actor.build((None, self.state_dim))
+        for critic in self.critics:
+            critic.build((None, self.state_dim), (None, d))
+
+    def behaviours(self, window: dict):
+        """-> (f [B, L, d_h] per position, h_0 [B, d_h])."""
+        fields, profile = self.fields(window)
+        return self.attention(fields), self.initial_state(profile)
+
+    def sequence_states(self, window: dict) -> tf.Tensor:
+        """[B, L - m + 1, d_h]: the GRU state of each window of m positions (Eq. 2)."""
+        f, h0 = self.behaviours(window)
+        return self.encoder(f, window["mask"], h0)
+
+    def q(self, s, a, k: int = 0, frozen: bool = False):
+        return self.critics[k](s, a, frozen=frozen)
+
+    def get_config(self):
+        return {**super().get_config(), "spec": self.spec, **self.options}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ChannelSelector(_Agent):
+    """LRA (Sec. 3.2): s^l_t from channel-level behaviour fields; actor Eq. 3; critic Eq. 5.
+
+    call(window) -> s^l [B, L - m + 1, d_h]. The channel c_t is the channel of the candidate
+    item most cosine-similar to a^l_t (see `hrl_rec.policy`).
+    """
+
+    level = "channel"
+
+    def call(self, window):
+        return self.sequence_states(window)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ItemRecommender(_Agent):
+    """HRA (Sec. 3.3): s^h_t = [GRU state of item-level behaviours ; e(c_t)], where c_t is the
+    channel constraint given by the LRA; actor Eq. 6; critic Eq. 8.
+
+    call(window, constraint [B, L - m + 1]) -> s^h [B, L - m + 1, d_h + d]. The item d_t is the
+    candidate of channel c_t most cosine-similar to a^h_t.
+    """
+
+    level = "item"
+
+    def __init__(self, spec: dict, **kwargs):
+        super().__init__(spec, **kwargs)
+        self.constraint_table = keras.layers.Embedding(
+            len(spec["channel_names"]), self.options["embedding_dim"],
+            embeddings_initializer="uniform", name="constraint")
+
+    @property
+    def state_dim(self) -> int:
+        return self.options["hidden_dim"] + self.options["embedding_dim"]
+
+    def build(self, input_shape=None):
+        self.constraint_table.build((None,))
+        super().build(input_shape)
+
+    def with_constraint(self, states, constraint):
+        return tf.concat([states, self.constraint_table(constraint)], axis=-1)
+
+    def call(self, window, constraint):
+        return self.with_constraint(self.sequence_states(window), constraint)

@@ -1,0 +1,128 @@
+"""Every hyper-parameter of HRL-Rec, with its source. Each field is also a flag of hrl_rec.train.
+
+Sources: the paper (Sec. 3-4.3), the authors' public TF1 channel selector (modriczhang/HRL-Rec,
+"authors' code"), or our choice where neither says (WORKSPACE.md explains each choice).
+`configs/paper.flags` sets the paper's values explicitly; defaults here equal them.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from data.config_flags import help_field
+
+TARGET_Q = ("ddpg", "double", "twin", "logged")
+REWARD_FORMS = ("power", "linear")
+STATE_WINDOWS = ("sliding", "prefix")
+
+
+@dataclasses.dataclass(frozen=True)
+class HRLConfig:
+    # --- sizes (Sec. 4.3) ---
+    max_seq_len: int = help_field(50, "m: impressed behaviours per state (Sec. 4.3: 50).")
+    embedding_dim: int = help_field(32, "Field and item/channel embedding size; also the action "
+                                    "size (Sec. 4.3: 32).")
+    hidden_dim: int = help_field(128, "d_h: aggregated behaviour feature f_i and GRU state size "
+                                 "(Sec. 4.3: 128).")
+    heads: int = help_field(4, "Heads of the field self-attention, Eq. 1 (Sec. 4.3: 4).")
+    # --- ablations (Table 4) ---
+    field_self_attention: bool = help_field(True, "Eq. 1 field self-attention; false = a fully "
+                                            "connected layer over the concatenated fields.")
+    state_encoder_gru: bool = help_field(True, "Eq. 2 GRU state encoder; false = average pooling "
+                                         "of the m behaviour features.")
+    state_window: str = help_field("sliding", "sliding: each slot's state is a GRU run over "
+                                   "exactly its m behaviours (Eq. 2); prefix: one GRU run over "
+                                   "the m + S window, slot t reads step m + t (faster, sees "
+                                   "up to t more behaviours).")
+    critic_direction: bool = help_field(
+        False, "The critics read the action's direction a/||a|| (actions act only through "
+        "cosine similarity); false = Eq. 5/8 literally, on the raw action.")
+    critic_bilinear: bool = help_field(
+        False, "Add a state-action term (w_c2 + W s) . a to Eq. 5/8, so the best action depends "
+        "on the state; false = the literal linear critic.")
+    click_interaction: bool = help_field(
+        False, "Add a^T W d to Eq. 16's logit (a relation between action and item); false = the "
+        "literal additive f(a, d) = sigmoid(w . [a; d] + b).")
+    # --- RL (Sec. 3.4) ---
+    gamma: float = help_field(0.3, "Discount factor (Sec. 4.3: 0.3).")
+    target_q: str = help_field("double", "Critic target: ddpg = Eq. 9 literally (target actor, "
+                               "target critic); double = online actor picks a', target critic "
+                               "scores it (the paper's 'double strategy'); twin = clipped double "
+                               "critics (min of two target critics); logged = the logged next "
+                               "item (authors' code).")
+    critic_steps: int = help_field(5, "Critic updates per actor update (Sec. 3.4: 5 to 30).")
+    action_noise: float = help_field(0.01, "sigma of the Gaussian noise added to both actions in "
+                                     "training (Sec. 3.4; authors' code: 0.01).")
+    tau: float = help_field(0.1, "Soft target update rate; 1 = a periodic copy (authors' code: "
+                            "0.1).")
+    target_update_period: int = help_field(30, "Train steps between target updates (authors' "
+                                           "code: 30).")
+    beta: float = help_field(1.0, "Actor weight within each agent's loss, Eq. 11/14 (Sec. 3.4: "
+                             "1).")
+    loss_weights: tuple[float, ...] = help_field(
+        (5.0, 5.0, 1.0, 1.0), "lambda_l, lambda_h, lambda_c, lambda_s of Eq. 18 (Sec. 3.4: "
+        "5:5:1:1). Table 4's ablations set the last two to 0.")
+    similarity_moves_items: bool = help_field(
+        False, "Let Eq. 17's gradient move the item embeddings too. The paper says L_s 'forces "
+        "Actors to generate more realistic actions', so by default only the actions move "
+        "(letting items chase the actions collapses the item space, see WORKSPACE.md).")
+    action_anchor: float = help_field(
+        0.0, "Weight of a supervised MSE between each action and the logged item's embedding "
+        "(the authors' public code has one; the paper does not). 0 = off.")
+    # --- rewards (Eq. 7) ---
+    reward_form: str = help_field("power", "Eq. 7: power = sum_i (r_i + b_i)^lambda_i (the "
+                                  "literal form); linear = sum_i lambda_i (r_i + b_i).")
+    reward_click: tuple[float, ...] = help_field(
+        (1.0, 1.0, 1.0, 1.0), "lambda for the click reward per channel (news, article, "
+        "long_video, short_video). The paper sets them 'empirically'; ours is 1.")
+    reward_time: tuple[float, ...] = help_field(
+        (0.5, 0.5, 0.5, 0.5), "lambda for the dwell-time reward per channel (0.5: a square root, "
+        "so long videos' minutes do not drown the clicks).")
+    reward_diversity: tuple[float, ...] = help_field(
+        (1.0, 1.0, 1.0, 1.0), "lambda for the diversity reward per channel.")
+    reward_novelty: tuple[float, ...] = help_field(
+        (1.0, 1.0, 1.0, 1.0), "lambda for the novelty reward per channel.")
+    reward_bias: tuple[float, ...] = help_field(
+        (0.0, 0.0, 0.0, 0.0), "b_i of Eq. 7 for click, time, diversity, novelty.")
+    dwell_unit_s: float = help_field(60.0, "Dwell seconds per unit of r_time (minutes).")
+    # --- optimisation (Sec. 4.3 and the authors' code) ---
+    batch_size: int = help_field(256, "Lists per batch (Sec. 4.3: 256); each list gives S "
+                                 "transitions per agent.")
+    learning_rate: float = help_field(2e-4, "Adam learning rate (authors' code: 2e-4).")
+    clip_norm: float = help_field(5.0, "Gradient clipping by global norm (authors' code: 5).")
+    candidates_per_channel: int = help_field(
+        20, "Offline candidates sampled per channel per list, besides the list's own items "
+        "(for the argmax of Eq. 17). Serving uses the matching stage's top 200 per channel.")
+
+
+def validate(cfg: HRLConfig, n_channels: int) -> None:
+    """Raises ValueError naming the flag when settings are inconsistent."""
+    checks = [
+        (cfg.state_window in STATE_WINDOWS, "state_window", f"one of {STATE_WINDOWS}"),
+        (cfg.target_q in TARGET_Q, "target_q", f"one of {TARGET_Q}"),
+        (cfg.reward_form in REWARD_FORMS, "reward_form", f"one of {REWARD_FORMS}"),
+        (cfg.max_seq_len >= 1, "max_seq_len", ">= 1"),
+        (cfg.embedding_dim % cfg.heads == 0, "embedding_dim", f"a multiple of --heads={cfg.heads}"),
+        (cfg.critic_steps >= 1, "critic_steps", ">= 1"),
+        (0.0 <= cfg.gamma <= 1.0, "gamma", "in [0, 1]"),
+        (0.0 < cfg.tau <= 1.0, "tau", "in (0, 1]"),
+        (cfg.target_update_period >= 1, "target_update_period", ">= 1"),
+        (cfg.action_noise >= 0.0, "action_noise", ">= 0"),
+        (len(cfg.loss_weights) == 4, "loss_weights", "4 values (lambda_l, lambda_h, lambda_c, "
+                                                     "lambda_s)"),
+        (len(cfg.reward_bias) == 4, "reward_bias", "4 values (click, time, diversity, novelty)"),
+        (cfg.batch_size >= 1, "batch_size", ">= 1"),
+        (cfg.candidates_per_channel >= 1, "candidates_per_channel", ">= 1"),
+        (cfg.dwell_unit_s > 0, "dwell_unit_s", "> 0"),
+    ]
+    for name in ("reward_click", "reward_time", "reward_diversity", "reward_novelty"):
+        checks.append((len(getattr(cfg, name)) == n_channels, name,
+                       f"{n_channels} values, one per channel"))
+    for ok, name, expected in checks:
+        if not ok:
+            raise ValueError(f"--{name}={getattr(cfg, name)}: expected {expected}")
+
+
+def reward_weights(cfg: HRLConfig) -> list[list[float]]:
+    """-> [channel][reward] lambda matrix (click, time, diversity, novelty)."""
+    cols = (cfg.reward_click, cfg.reward_time, cfg.reward_diversity, cfg.reward_novelty)
+    return [list(row) for row in zip(*cols)]

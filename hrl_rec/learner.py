@@ -1,0 +1,214 @@
+"""The off-policy DDPG learner of HRL-Rec: one compiled train step per list batch (Sec. 3.4).
+
+A train step on a batch of logged lists:
+  1. the target network (forward only) gives the next states s_{t+1} and the critic targets
+         y_t = r_t + gamma * (1 - done_t) * Q'(s_{t+1}, a_{t+1})                    (Eq. 9, 12)
+     with a_{t+1} chosen by --target_q (see `next_actions`);
+  2. one joint update of Eq. 18 on every weight. The critics are trained on the LOGGED action
+     (the embedding of the item the log shows at slot t) and get only the critic losses; the
+     actors, state encoders, item encoder and click model get
+         L = lambda_l (L(theta^l) + beta L(phi^l)) + lambda_h (L(theta^h) + beta L(phi^h))
+             + lambda_c L_c + lambda_s L_s,
+     where the actor losses read the critics with frozen weights and a stopped state (the
+     encoder must not learn to inflate Q through s);
+  3. critic_steps - 1 further critic updates on the same transitions (states, actions and
+     targets held fixed): the critic-heavy schedule of Sec. 3.4 ("update Critics with a higher
+     frequency (usually 5 to 30 times) than Actors");
+  4. every target_update_period steps, theta' <- tau theta + (1 - tau) theta'.
+Two Adam optimizers keep the counts checkable: `critic_optimizer.iterations` grows by
+critic_steps per step, `actor_optimizer.iterations` by one. Gradients are clipped by global
+norm per optimizer.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from hrl_rec import losses, rewards
+from hrl_rec.config import HRLConfig, reward_weights
+from hrl_rec.model import HRLRec, candidate_items, soft_update
+
+
+def most_similar(a, candidates, allowed):
+    """For each action, the allowed candidate with the highest cosine similarity.
+
+    a [B, S, d], candidates [B, N, d], allowed [B, S, N] bool -> (items [B, S, d], index [B, S]).
+    """
+    sim = tf.einsum("bsd,bnd->bsn", tf.math.l2_normalize(a, -1),
+                    tf.math.l2_normalize(candidates, -1))
+    sim = tf.where(allowed, sim, -2.0 * tf.ones_like(sim))
+    index = tf.argmax(sim, axis=-1, output_type=tf.int32)
+    return tf.gather(candidates, index, batch_dims=1), index
+
+
+def allowed_candidates(batch: dict, m: int, constrained: bool):
+    """[B, S, N]: candidates slot t may pick. The list's own items at slots < t are already
+    placed; with `constrained`, only items of the slot's logged channel c_t (the HRA's hard
+    channel constraint, Sec. 3.3)."""
+    _, channel, valid = candidate_items(batch, m)
+    s = tf.shape(batch["mask"])[1] - m
+    n = tf.shape(channel)[1]
+    placed = tf.range(n)[None, :] < tf.minimum(tf.range(s), n)[:, None]   # own item n < t
+    placed &= (tf.range(n) < s)[None, :]
+    allowed = valid[:, None, :] & ~placed[None]
+    if constrained:
+        allowed &= tf.equal(channel[:, None, :], batch["channel"][:, m:, None])
+    return allowed
+
+
+class Learner:
+    """Owns the online and target networks, both optimizers and the step counter."""
+
+    def __init__(self, model: HRLRec, target: HRLRec, cfg: HRLConfig, seed: int = 0):
+        self.model, self.target, self.cfg = model, target, cfg
+        self.m = model.max_seq_len
+        self.critic_optimizer = keras.optimizers.Adam(cfg.learning_rate, name="critic_adam")
+        self.actor_optimizer = keras.optimizers.Adam(cfg.learning_rate, name="actor_adam")
+        self.critic_optimizer.build(model.critic_variables)
+        self.actor_optimizer.build(model.non_critic_variables)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.seed = int(seed)
+        self.weights = reward_weights(cfg)
+        self.train_step = tf.function(self._train_step, reduce_retracing=True)
+        self.predict = tf.function(self._predict, reduce_retracing=True)
+
+    # -- pieces, each testable ---------------------------------------------------------------
+    def rewards(self, batch):
+        """(r^l, r^h, components) at the S slots, [B, S], [B, S], [B, S, 4]."""
+        m, cfg = self.m, self.cfg
+        r = rewards.components(batch["clicked"][:, m:], batch["dwell"][:, m:],
+                               batch["tags"][:, m:], batch["novel_tags"][:, m:],
+                               cfg.dwell_unit_s)
+        r_high = rewards.high_level_reward(r, batch["channel"][:, m:], self.weights,
+                                           cfg.reward_bias, cfg.reward_form)
+        return rewards.low_level_reward(batch["clicked"][:, m:]), r_high, r
+
+    def next_actions(self, online, target, seed):
+        """a_{t+1} for both agents by --target_q:
+            ddpg:   mu'(s'_{t+1}) (target actor on the target network's state, Eq. 9 as written)
+            double: mu(s_{t+1}) (the online actor picks, the target critic scores it: the
+                    double-Q reading of "we also adopt the double strategy" that fits DDPG)
+            twin:   mu'(s'_{t+1}), scored by the minimum of two target critics (TD3's clipped
+                    double Q)
+            logged: the logged item of slot t + 1 (the authors' public code)
+        """
+        mode, sigma = self.cfg.target_q, self.cfg.action_noise
+        if mode == "logged":
+            pad = [[0, 0], [0, 1], [0, 0]]
+            nxt = tf.pad(target.logged[:, 1:], pad)
+            return nxt, nxt
+        if mode == "double":
+            a_l = self.model.lra.actor(tf.stop_gradient(online.s_low[:, 1:]))
+            a_h = self.model.hra.actor(tf.stop_gradient(online.s_high[:, 1:]))
+        else:
+            a_l = self.target.lra.actor(target.s_low[:, 1:])
+            a_h = self.target.hra.actor(target.s_high[:, 1:])
+        if sigma > 0:
+            a_l += sigma * tf.random.stateless_normal(tf.shape(a_l), seed + [0, 2])
+            a_h += sigma * tf.random.stateless_normal(tf.shape(a_h), seed + [0, 3])
+        return tf.stop_gradient(a_l), tf.stop_gradient(a_h)
+
+    def next_q(self, agent, s_next, a_next):
+        qs = [agent.q(s_next, a_next, k) for k in range(len(agent.critics))]
+        return qs[0] if len(qs) == 1 else tf.reduce_min(tf.stack(qs), axis=0)
+
+    def targets(self, online, target, r_low, r_high, done, seed):
+        """(y^l, y^h) [B, S]: Eq. 9 and Eq. 12 with a_{t+1} from `next_actions`."""
+        a_next_l, a_next_h = self.next_actions(online, target, seed)
+        q_low = self.next_q(self.target.lra, target.s_low[:, 1:], a_next_l)
+        q_high = self.next_q(self.target.hra, target.s_high[:, 1:], a_next_h)
+        return (losses.td_target(r_low, q_low, done, self.cfg.gamma),
+                losses.td_target(r_high, q_high, done, self.cfg.gamma))
+
+    def transition_masks(self, batch):
+        """(weight, done) [B, S]: real slots, and slots without a successor."""
+        slot = tf.cast(batch["mask"][:, self.m:] > 0, tf.float32)
+        nxt = tf.pad(slot[:, 1:], [[0, 0], [0, 1]])
+        return slot, slot * (1.0 - nxt)
+
+    def _critic_losses(self, model, s_low, s_high, action, y_low, y_high, weight):
+        l_low = tf.add_n([losses.critic_loss(model.lra.q(s_low, action, k), y_low, weight)
+                          for k in range(len(model.lra.critics))])
+        l_high = tf.add_n([losses.critic_loss(model.hra.q(s_high, action, k), y_high, weight)
+                           for k in range(len(model.hra.critics))])
+        return l_low, l_high
+
+    # -- the step ----------------------------------------------------------------------------
+    def _train_step(self, batch):
+        cfg, m, model = self.cfg, self.m, self.model
+        w_l, w_h, w_c, w_s = cfg.loss_weights
+        seed = tf.stack([tf.constant(self.seed, tf.int64), self.step])
+        weight, done = self.transition_masks(batch)
+        r_low, r_high, r_parts = self.rewards(batch)
+        tgt = self.target.forward(batch, with_actions=False)
+        s = tf.shape(weight)[1]
+        with tf.GradientTape() as tape:
+            fwd = model.forward(batch, noise=cfg.action_noise, seed=seed)
+            y_low, y_high = self.targets(fwd, tgt, r_low, r_high, done, seed)
+            s_low, s_high = fwd.s_low[:, :s], fwd.s_high[:, :s]
+            critic_low, critic_high = self._critic_losses(model, s_low, s_high, fwd.logged,
+                                                          y_low, y_high, weight)
+            actor_low = losses.actor_loss(
+                model.lra.q(tf.stop_gradient(s_low), fwd.a_low, frozen=True), weight)
+            actor_high = losses.actor_loss(
+                model.hra.q(tf.stop_gradient(s_high), fwd.a_high, frozen=True), weight)
+            l_low = losses.agent_loss(critic_low, actor_low, cfg.beta)
+            l_high = losses.agent_loss(critic_high, actor_high, cfg.beta)
+            click = losses.click_loss(model.click_logits(fwd), batch["clicked"][:, m:], weight)
+            d_low, _ = most_similar(fwd.a_low, fwd.candidates,
+                                    allowed_candidates(batch, m, constrained=False))
+            d_high, _ = most_similar(fwd.a_high, fwd.candidates,
+                                     allowed_candidates(batch, m, constrained=True))
+            if not cfg.similarity_moves_items:
+                d_low, d_high = tf.stop_gradient(d_low), tf.stop_gradient(d_high)
+            similarity = (losses.similarity_loss(fwd.a_low, d_low, weight)
+                          + losses.similarity_loss(fwd.a_high, d_high, weight))
+            total = losses.total_loss(l_low, l_high, click, similarity, cfg.loss_weights)
+            anchor = (losses.anchor_loss(fwd.a_low, fwd.logged, weight)
+                      + losses.anchor_loss(fwd.a_high, fwd.logged, weight))
+            if cfg.action_anchor > 0:
+                total += cfg.action_anchor * anchor
+        critic_vars, other_vars = model.critic_variables, model.non_critic_variables
+        grads = tape.gradient(total, critic_vars + other_vars)
+        critic_norm = self._apply(self.critic_optimizer, grads[:len(critic_vars)], critic_vars)
+        actor_norm = self._apply(self.actor_optimizer, grads[len(critic_vars):], other_vars)
+        fixed = [tf.stop_gradient(x) for x in (s_low, s_high, fwd.logged, y_low, y_high)]
+        for _ in tf.range(cfg.critic_steps - 1):
+            with tf.GradientTape() as critic_tape:
+                extra_low, extra_high = self._critic_losses(model, *fixed, weight)
+                extra = w_l * extra_low + w_h * extra_high
+            self._apply(self.critic_optimizer, critic_tape.gradient(extra, critic_vars),
+                        critic_vars)
+        self.step.assign_add(1)
+        if self.step % cfg.target_update_period == 0:
+            soft_update(self.target, model, cfg.tau)
+        mean = lambda x: tf.reduce_sum(x * weight) / tf.maximum(tf.reduce_sum(weight), 1.0)  # noqa
+        metrics = {
+            "loss/total": total, "loss/lra": l_low, "loss/hra": l_high,
+            "loss/lra_critic": critic_low, "loss/lra_actor": actor_low,
+            "loss/hra_critic": critic_high, "loss/hra_actor": actor_high,
+            "loss/click": click, "loss/similarity": similarity, "loss/anchor": anchor,
+            "q/lra": mean(model.lra.q(s_low, fwd.logged)), "q/hra": mean(
+                model.hra.q(s_high, fwd.logged)),
+            "q/lra_target": mean(y_low), "q/hra_target": mean(y_high),
+            "q/lra_policy": -actor_low, "q/hra_policy": -actor_high,
+            "reward/low": mean(r_low), "reward/high": mean(r_high),
+            "grad/critic_norm": critic_norm, "grad/actor_norm": actor_norm,
+        }
+        for i, name in enumerate(rewards.COMPONENTS):
+            metrics[f"reward/{name}"] = mean(r_parts[..., i])
+        metrics["hist/lra_action"] = fwd.a_low
+        metrics["hist/hra_action"] = fwd.a_high
+        return metrics
+
+    def _apply(self, optimizer, grads, variables):
+        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+        clipped, norm = tf.clip_by_global_norm(grads, self.cfg.clip_norm)
+        optimizer.apply_gradients(zip(clipped, variables))
+        return norm
+
+    def _predict(self, batch):
+        """(f(a_t, d_t) [B, S], real-slot mask [B, S]) for the logged items (no noise)."""
+        fwd = self.model.forward(batch)
+        weight, _ = self.transition_masks(batch)
+        return tf.sigmoid(self.model.click_logits(fwd)), weight

@@ -1,0 +1,67 @@
+"""The four losses of HRL-Rec (Sec. 3.4) as plain functions of tensors.
+
+`weight` is the [B, S] mask of real transitions (1) and padding (0); every loss is a mean over
+real transitions (the paper writes expectations for Eq. 9-14 and sums for Eq. 15, 17; a mean
+keeps the loss weights of Eq. 18 independent of the batch size).
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def _mean(x, weight):
+    weight = tf.cast(weight, x.dtype)
+    return tf.reduce_sum(x * weight) / tf.maximum(tf.reduce_sum(weight), 1.0)
+
+
+def td_target(reward, next_q, done, gamma: float):
+    """The critic target of Eq. 9 / 12: y_t = r_t + gamma * (1 - done_t) * Q'(s_{t+1}, a_{t+1}).
+
+    `done` is 1 where slot t has no successor (the list's last slot). No gradient flows
+    through y."""
+    return tf.stop_gradient(reward + gamma * (1.0 - tf.cast(done, reward.dtype)) * next_q)
+
+
+def critic_loss(q, y, weight):
+    """Eq. 9 / 12: L(theta) = E[(y_t - Q(s_t, a_t | theta))^2]."""
+    return _mean(tf.square(tf.stop_gradient(y) - q), weight)
+
+
+def actor_loss(q_pi, weight):
+    """Eq. 10 / 13: L(phi) = E[-Q(s, mu(s | phi) | theta)] (q_pi from a frozen critic)."""
+    return -_mean(q_pi, weight)
+
+
+def agent_loss(critic, actor, beta: float):
+    """Eq. 11 / 14: L_l = L(theta^l) + beta * L(phi^l); the same for L_h."""
+    return critic + beta * actor
+
+
+def click_loss(logits, clicked, weight):
+    """Eq. 15: L_c = -sum_{d in C_u} log f(a, d) - sum_{d not in C_u} log(1 - f(a, d)),
+    with f = sigmoid(logits) (Eq. 16), averaged over the logged impressions."""
+    labels = tf.cast(clicked, logits.dtype)
+    return _mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, logits), weight)
+
+
+def cosine(a, d, axis: int = -1):
+    """cosine_similarity(a, d) along `axis` (0 when either vector is 0)."""
+    return tf.reduce_sum(tf.math.l2_normalize(a, axis) * tf.math.l2_normalize(d, axis), axis)
+
+
+def similarity_loss(a, d, weight):
+    """Eq. 17: L_s = -sum_(a, d) cosine_similarity(a, d), a the action, d its most similar
+    real item; averaged over transitions."""
+    return -_mean(cosine(a, d), weight)
+
+
+def anchor_loss(a, d_logged, weight):
+    """The authors' code's supervised term (not in the paper): E[||a_t - d_t||^2 / k], the
+    action pulled toward the embedding of the item the log shows at slot t."""
+    return _mean(tf.reduce_mean(tf.square(a - tf.stop_gradient(d_logged)), -1), weight)
+
+
+def total_loss(l_low, l_high, l_click, l_similarity, weights):
+    """Eq. 18: L = lambda_l L_l + lambda_h L_h + lambda_c L_c + lambda_s L_s (paper 5:5:1:1)."""
+    w_l, w_h, w_c, w_s = weights
+    return w_l * l_low + w_h * l_high + w_c * l_click + w_s * l_similarity

@@ -1,0 +1,211 @@
+"""HRL-Rec as one Keras model: both agents, the shared item encoder and the click model (Eq. 16).
+
+`HRLRec.forward(batch)` runs both agents over a list batch (data.pipeline.list_dataset) and
+returns every tensor the losses need; `HRLRec(batch)` returns f(a, d) for each logged slot, the
+click probability used for offline AUC (Sec. 4.4). The target network is a second instance made
+by `target_copy`.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+
+from hrl_rec.agents import ChannelSelector, ItemRecommender
+from hrl_rec.features import PACKAGE, ItemEncoder
+
+WINDOW_KEYS = ("item_id", "channel", "slot", "item_fields", "tags", "context", "feedback", "mask",
+               "user_id", "user_fields")
+ITEM_KEYS = ("item_id", "channel", "item_fields", "tags", "context")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ClickModel(keras.layers.Layer):
+    """Eq. 16: f(a, d) = sigmoid(w_f . concat(a, d) + b_f), with a = concat(a^l, a^h).
+
+    call(a [..., d_a], d [..., d]) -> the logit [...] (the sigmoid is applied by the loss, for
+    numerical stability; `probability` applies it). `interaction=True` adds a^T W_f d, a
+    relation between the virtual action and the real item ("L_c aims to build implicit
+    relations between the virtual actions and their corresponding real clicked items"); the
+    literal Eq. 16 is additive in a and d, so it cannot say which item suits which state.
+    """
+
+    def __init__(self, interaction: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.interaction = interaction
+
+    def build(self, action_shape, item_shape=None):
+        d_a, d_i = int(action_shape[-1]), int((item_shape or action_shape)[-1])
+        self.w = self.add_weight(name="w", shape=(d_a + d_i,), initializer="glorot_uniform")
+        self.b = self.add_weight(name="b", shape=(), initializer="zeros")
+        if self.interaction:
+            self.w_ad = self.add_weight(name="w_ad", shape=(d_a, d_i), initializer="zeros")
+
+    def call(self, a, d):
+        logit = tf.tensordot(tf.concat([a, d], axis=-1), self.w, 1) + self.b
+        if self.interaction:
+            logit += tf.reduce_sum(tf.tensordot(a, self.w_ad, 1) * d, axis=-1)
+        return logit
+
+    def get_config(self):
+        return {**super().get_config(), "interaction": self.interaction}
+
+    def probability(self, a, d):
+        return tf.sigmoid(self(a, d))
+
+
+class Forward(NamedTuple):
+    """What one pass of both agents over a list batch gives (B lists, S slots, N candidates)."""
+    s_low: tf.Tensor        # [B, S + 1, d_s^l]  states before each slot and after the last
+    s_high: tf.Tensor       # [B, S + 1, d_s^h]  (constraint: the logged channel of each slot)
+    a_low: tf.Tensor        # [B, S, d]  actor outputs at slots 0..S-1 (+ noise if asked)
+    a_high: tf.Tensor       # [B, S, d]
+    logged: tf.Tensor       # [B, S, d]  item embeddings of the logged items
+    candidates: tf.Tensor   # [B, N, d]  the list's own items, then the sampled candidates
+                            #            (own items only in a pass without actions)
+
+
+def window_of(batch: dict) -> dict:
+    return {k: batch[k] for k in WINDOW_KEYS}
+
+
+def slot_items(batch: dict, m: int) -> dict:
+    """The logged items of the list's slots: [B, S, ...]."""
+    return {k: batch[k][:, m:] for k in ITEM_KEYS}
+
+
+def candidate_items(batch: dict, m: int) -> tuple[dict, tf.Tensor, tf.Tensor]:
+    """(items [B, N, ...], channel [B, N], valid [B, N]): the list's items then the sampled ones.
+
+    Offline logs have no matching stage, so candidates are the list's own items plus
+    `candidates_per_channel` items sampled per channel (data.pipeline.CandidateSampler), with
+    the context of slot 0. A sampled item that repeats an earlier candidate is not valid (an
+    item is one candidate).
+    """
+    own = slot_items(batch, m)
+    valid = [batch["mask"][:, m:] > 0]
+    items = {k: [own[k]] for k in ITEM_KEYS}
+    if "cand_item_id" in batch:
+        shape = tf.shape(batch["cand_item_id"])
+        b, c, k = shape[0], shape[1], shape[2]
+        items["item_id"].append(tf.reshape(batch["cand_item_id"], [b, c * k]))
+        items["channel"].append(tf.reshape(tf.tile(tf.range(c, dtype=batch["channel"].dtype)[
+            None, :, None], [b, 1, k]), [b, c * k]))
+        for key in ("item_fields", "tags"):
+            x = batch[f"cand_{key}"]
+            items[key].append(tf.reshape(x, [b, c * k, x.shape[-1]]))
+        # sampled items have no logged context: they are seen as if shown at slot 0
+        items["context"].append(tf.repeat(own["context"][:, :1], c * k, axis=1))
+        valid.append(tf.ones([b, c * k], tf.bool))
+    items = {k: tf.concat(v, axis=1) for k, v in items.items()}
+    valid = tf.concat(valid, axis=1)
+    ids = tf.where(valid, items["item_id"], -1 - items["item_id"])
+    n = tf.shape(ids)[1]
+    earlier = tf.range(n)[None, :] < tf.range(n)[:, None]                 # [N, N]: j < i
+    repeat = tf.reduce_any(tf.equal(ids[:, :, None], ids[:, None, :]) & earlier[None], axis=2)
+    return items, items["channel"], valid & ~repeat
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class HRLRec(keras.Model):
+    """The channel selector (LRA), the item recommender (HRA), the item encoder and Eq. 16.
+
+    Options are the `HRLConfig` fields the architecture depends on (max_seq_len, embedding_dim,
+    hidden_dim, heads, field_self_attention, state_encoder_gru, state_window, critic_direction,
+    critic_bilinear, click_interaction) plus n_critics (2 for the twin-critic target). Example:
+
+        model = HRLRec(spec, max_seq_len=50)
+        p = model(batch)      # [B, S] click probabilities f(a_t, d_t) of the logged items
+    """
+
+    def __init__(self, spec: dict, max_seq_len: int = 50, embedding_dim: int = 32,
+                 hidden_dim: int = 128, heads: int = 4, field_self_attention: bool = True,
+                 state_encoder_gru: bool = True, state_window: str = "sliding",
+                 n_critics: int = 1, critic_direction: bool = False,
+                 critic_bilinear: bool = False, click_interaction: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = dict(spec)
+        self.options = dict(max_seq_len=max_seq_len, embedding_dim=embedding_dim,
+                            hidden_dim=hidden_dim, heads=heads,
+                            field_self_attention=field_self_attention,
+                            state_encoder_gru=state_encoder_gru, state_window=state_window,
+                            n_critics=n_critics, critic_direction=critic_direction,
+                            critic_bilinear=critic_bilinear)
+        self.lra = ChannelSelector(spec, name="lra", **self.options)
+        self.hra = ItemRecommender(spec, name="hra", **self.options)
+        self.options["click_interaction"] = click_interaction
+        self.items = ItemEncoder(spec, embedding_dim, name="items")
+        self.click = ClickModel(click_interaction, name="click")
+        self.lra.build()
+        self.hra.build()
+        self.items.build()
+        self.click.build((None, 2 * embedding_dim), (None, embedding_dim))
+        self.built = True
+
+    @property
+    def max_seq_len(self) -> int:
+        return self.options["max_seq_len"]
+
+    @property
+    def critic_variables(self) -> list:
+        return [v for c in self.lra.critics + self.hra.critics for v in c.trainable_variables]
+
+    @property
+    def non_critic_variables(self) -> list:
+        ids = {id(v) for v in self.critic_variables}
+        return [v for v in self.trainable_variables if id(v) not in ids]
+
+    def forward(self, batch: dict, noise: float = 0.0, seed=None,
+                with_actions: bool = True) -> Forward:
+        """Both agents over a list batch. `noise` is the sigma of the Gaussian action noise
+        (Sec. 3.4); `seed` a stateless seed [2] for it. Without actions (a target pass) only
+        the logged items are embedded, not the sampled candidates."""
+        m = self.max_seq_len
+        window = window_of(batch)
+        s_low = self.lra(window)
+        s = tf.shape(batch["mask"])[1] - m
+        constraint = tf.pad(batch["channel"][:, m:], [[0, 0], [0, 1]])  # after the list: unused
+        s_high = self.hra(window, constraint[:, :s + 1])
+        if with_actions:
+            items, _, _ = candidate_items(batch, m)
+        else:
+            items = slot_items(batch, m)
+        cand = self.items(items)
+        logged = cand[:, :s]
+        a_low = a_high = None
+        if with_actions:
+            a_low = self.lra.actor(s_low[:, :-1])
+            a_high = self.hra.actor(s_high[:, :-1])
+            if noise > 0:
+                seed = tf.zeros([2], tf.int32) if seed is None else seed
+                a_low += noise * tf.random.stateless_normal(tf.shape(a_low), seed)
+                a_high += noise * tf.random.stateless_normal(tf.shape(a_high), seed + [0, 1])
+        return Forward(s_low, s_high, a_low, a_high, logged, cand)
+
+    def click_logits(self, fwd: Forward) -> tf.Tensor:
+        """Eq. 16 at each logged slot: [B, S]."""
+        return self.click(tf.concat([fwd.a_low, fwd.a_high], -1), fwd.logged)
+
+    def call(self, batch):
+        return tf.sigmoid(self.click_logits(self.forward(batch)))
+
+    def get_config(self):
+        return {**super().get_config(), "spec": self.spec, **self.options}
+
+    def get_build_config(self):
+        return None  # every weight is created in __init__
+
+
+def target_copy(model: HRLRec) -> HRLRec:
+    """A second network with the same architecture and (initially) the same weights."""
+    target = HRLRec.from_config(model.get_config())
+    for t, v in zip(target.weights, model.weights, strict=True):
+        t.assign(v)
+    return target
+
+
+def soft_update(target: HRLRec, online: HRLRec, tau: float) -> None:
+    """theta' <- tau * theta + (1 - tau) * theta' for every weight (tau = 1: a copy)."""
+    for t, v in zip(target.weights, online.weights, strict=True):
+        t.assign(tau * v + (1.0 - tau) * t)

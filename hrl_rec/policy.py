@@ -1,0 +1,159 @@
+"""Slate generation: S sequential LRA/HRA decisions over the candidates, in graph, batched.
+
+For slot t = 0..S-1 of every request (Sec. 3.1):
+  1. the LRA reads s^l_t (history plus the t items already placed) and gives a^l_t (Eq. 3); the
+     channel c_t is the channel of the available candidate most cosine-similar to a^l_t;
+  2. the HRA reads s^h_t = [state ; e(c_t)] and gives a^h_t (Eq. 6); the item d_t is the
+     available candidate of channel c_t most cosine-similar to a^h_t (never an item already
+     placed: the hard channel constraint and no repeats);
+  3. with probability epsilon the slot instead shows an available candidate drawn uniformly
+     (Sec. 3.5's online exploration), and the log records the exact propensity
+         P(d_t) = (1 - epsilon) [d_t = greedy item] + epsilon / (available candidates).
+The placed item enters the window as an impression with unknown feedback.
+
+A request (dict, B requests, m history positions, N candidates):
+    user_id [B], user_fields [B, F_u]
+    hist_item_id, hist_channel, hist_slot, hist_feedback, hist_mask [B, m]
+    hist_item_fields [B, m, F_i], hist_tags [B, m, T], hist_context [B, m, F_c]
+    cand_item_id, cand_channel, cand_mask [B, N]
+    cand_item_fields [B, N, F_i], cand_tags [B, N, T], cand_context [B, N, F_c]
+        (cand_context: the request's context as seen with that item, e.g. its age bucket)
+Output: item_id, channel, index (into the candidates), score (cosine of a^h_t and d_t),
+ctr (f(a_t, d_t), Eq. 16), propensity, explored (the slot was an epsilon draw), lra_channel
+(c_t), all [B, S];
+item_id is -1 where no candidate was left. Greedy slots always show an item of the LRA's c_t.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from hrl_rec.model import HRLRec
+
+WINDOW_PARTS = ("item_id", "channel", "slot", "item_fields", "tags", "context", "feedback",
+                "mask")
+
+
+def _cosine_matrix(a, d):
+    """a [B, k], d [B, N, k] -> [B, N]."""
+    return tf.einsum("bk,bnk->bn", tf.math.l2_normalize(a, -1), tf.math.l2_normalize(d, -1))
+
+
+def _masked_argmax(scores, allowed):
+    return tf.argmax(tf.where(allowed, scores, tf.fill(tf.shape(scores), -3.0)), axis=-1,
+                     output_type=tf.int32)
+
+
+class SlatePolicy:
+    """`policy(request)` -> slate dict (see the module docstring). `epsilon` > 0 explores."""
+
+    def __init__(self, model: HRLRec, list_size: int, epsilon: float = 0.0, seed: int = 0):
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+        self.model, self.list_size, self.epsilon = model, list_size, epsilon
+        self.seed = tf.Variable(seed, dtype=tf.int64, trainable=False)
+        self._compiled = tf.function(self.slate, reduce_retracing=True)
+
+    def __call__(self, request):
+        return self._compiled(request)
+
+    def _states(self, agent, f, mask, h0, t: int):
+        """The state before slot t from behaviour features f [B, m + S, d_h]."""
+        m = self.model.max_seq_len
+        lo = 0 if agent.encoder.window == "prefix" else t
+        return agent.encoder(f[:, lo:t + m], mask[:, lo:t + m], h0)[:, -1]
+
+    def slate(self, request):
+        model, s, m = self.model, self.list_size, self.model.max_seq_len
+        b = tf.shape(request["cand_item_id"])[0]
+        n = tf.shape(request["cand_item_id"])[1]
+        cand = {k: request[f"cand_{k}"] for k in ("item_id", "channel", "item_fields", "tags",
+                                                   "context")}
+        d = model.items(cand)                                          # [B, N, k]
+        # The window: m history positions, then S positions filled slot by slot.
+        window = {k: tf.concat([request[f"hist_{k}"], tf.zeros_like(
+            tf.repeat(request[f"hist_{k}"][:, :1], s, axis=1))], axis=1) for k in WINDOW_PARTS}
+        window["user_id"], window["user_fields"] = request["user_id"], request["user_fields"]
+        available = tf.cast(request["cand_mask"], tf.bool)
+        outputs = {k: [] for k in ("item_id", "channel", "index", "score", "ctr", "propensity",
+                                   "explored", "lra_channel")}
+        seed = tf.stack([self.seed, tf.constant(0, tf.int64)])
+        hist_f = {}
+        for name, agent in (("lra", model.lra), ("hra", model.hra)):
+            f, h0 = agent.behaviours(window)  # history positions do not change below
+            hist_f[name] = (f[:, :m], h0)
+        placed_f = {"lra": [], "hra": []}
+        for t in range(s):
+            states = {}
+            for name, agent in (("lra", model.lra), ("hra", model.hra)):
+                fields, _ = agent.fields(window)
+                if t > 0:  # encode the item placed at slot t - 1 (only that position is new)
+                    placed_f[name].append(agent.attention(fields[:, m + t - 1:m + t]))
+                f_hist, h0 = hist_f[name]
+                pad = tf.zeros_like(tf.repeat(f_hist[:, :1], s - t, axis=1))
+                f = tf.concat([f_hist, *placed_f[name], pad], axis=1)
+                states[name] = self._states(agent, f, window["mask"], h0, t)
+            a_low = model.lra.actor(states["lra"])
+            channel_pick = _masked_argmax(_cosine_matrix(a_low, d), available)
+            c_t = tf.gather(request["cand_channel"], channel_pick, batch_dims=1)
+            s_high = model.hra.with_constraint(states["hra"], c_t)
+            a_high = model.hra.actor(s_high)
+            sim_high = _cosine_matrix(a_high, d)
+            in_channel = available & tf.equal(request["cand_channel"], c_t[:, None])
+            greedy = _masked_argmax(sim_high, in_channel)
+            count = tf.reduce_sum(tf.cast(available, tf.float32), axis=1)
+            pick, explore = greedy, tf.zeros([b], tf.bool)
+            prob = tf.ones([b])
+            if self.epsilon > 0:
+                step_seed = seed + [0, t]
+                explore = tf.random.stateless_uniform([b], step_seed) < self.epsilon
+                gumbel = -tf.math.log(-tf.math.log(tf.random.stateless_uniform(
+                    [b, n], step_seed + [1, 0], minval=1e-9, maxval=1.0)))
+                uniform = _masked_argmax(gumbel, available)
+                pick = tf.where(explore, uniform, greedy)
+                prob = (1.0 - self.epsilon) * tf.cast(pick == greedy, tf.float32) + (
+                    self.epsilon / tf.maximum(count, 1.0))
+            any_left = count > 0
+            item = tf.gather(request["cand_item_id"], pick, batch_dims=1)
+            # an item listed twice among the candidates is still shown once
+            available &= ~(tf.equal(request["cand_item_id"], item[:, None]) & any_left[:, None])
+            d_t = tf.gather(d, pick, batch_dims=1)
+            ctr = model.click.probability(tf.concat([a_low, a_high], -1), d_t)
+            channel = tf.gather(request["cand_channel"], pick, batch_dims=1)
+            for key, value in (("item_id", tf.where(any_left, item, -tf.ones_like(item))),
+                               ("channel", channel), ("index", pick),
+                               ("score", tf.gather(sim_high, pick, batch_dims=1)),
+                               ("ctr", ctr), ("propensity", prob), ("explored", explore),
+                               ("lra_channel", c_t)):
+                outputs[key].append(value)
+            window = self._place(window, request, pick, t, any_left)
+        self.seed.assign_add(1)
+        return {k: tf.stack(v, axis=1) for k, v in outputs.items()}
+
+    def _place(self, window, request, pick, t, any_left):
+        """Writes the picked candidate into window position m + t (feedback unknown)."""
+        m, s = self.model.max_seq_len, self.list_size
+        here = tf.one_hot(m + t, m + s, on_value=True, off_value=False)[None]  # [1, W]
+        new = {k: tf.gather(request[f"cand_{k}"], pick, batch_dims=1)
+               for k in ("item_id", "channel", "item_fields", "tags", "context")}
+        new["slot"] = tf.fill(tf.shape(pick), tf.constant(t, window["slot"].dtype))
+        new["mask"] = tf.cast(any_left, window["mask"].dtype)
+        new["feedback"] = tf.zeros_like(window["feedback"][:, 0])
+        out = dict(window)
+        for k, v in new.items():
+            v = tf.cast(v, window[k].dtype)[:, None]
+            cond = here if window[k].shape.rank == 2 else here[..., None]
+            out[k] = tf.where(cond, v, window[k])
+        return out
+
+
+def request_from_lists(batch: dict, m: int) -> dict:
+    """A request per logged list (for offline replay and tests): the list's m-history and, as
+    candidates, its own items followed by the sampled ones (data.pipeline's cand_*)."""
+    from hrl_rec.model import candidate_items
+    items, channel, valid = candidate_items(batch, m)
+    request = {f"hist_{k}": batch[k][:, :m] for k in WINDOW_PARTS}
+    request["user_id"], request["user_fields"] = batch["user_id"], batch["user_fields"]
+    request.update({f"cand_{k}": v for k, v in items.items()})
+    request["cand_channel"] = channel
+    request["cand_mask"] = tf.cast(valid, tf.int64)
+    return request

@@ -1,0 +1,242 @@
+"""Runs one HRL-Rec training job: data -> learner -> checkpoints, TensorBoard, eval.json.
+
+Training reads the logged lists before the validation period (the last --valid_days of the
+training split, chronological; the test split is never used for any choice), evaluates the
+validation AUC after every epoch, keeps the best epoch's weights and stops after --patience
+epochs without gain, then evaluates once on the test split. Checkpoints (tf.train.
+CheckpointManager under MODEL_DIR/ckpt) hold both networks, both optimizers, the step, epoch
+and best validation AUC; a rerun with the same MODEL_DIR resumes where the last one stopped,
+skipping the batches of the interrupted epoch it had already trained on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.metrics import log_loss, roc_auc_score
+
+from data import pipeline
+from data.progress import Progress
+from data.writer import write_json
+from hrl_rec.config import HRLConfig
+from hrl_rec.learner import Learner
+from hrl_rec.model import HRLRec, target_copy
+
+ARCHITECTURE = ("max_seq_len", "embedding_dim", "hidden_dim", "heads", "field_self_attention",
+                "state_encoder_gru", "state_window", "critic_direction", "critic_bilinear",
+                "click_interaction")
+
+
+@dataclasses.dataclass
+class RunSettings:
+    data_dir: str
+    model_dir: str
+    epochs: int = 3
+    max_steps: int = 0           # 0 = no limit besides epochs
+    patience: int = 1
+    valid_days: float = 1.0
+    seed: int = 0
+    log_every: int = 20
+    checkpoint_every: int = 200
+    eval_batch_size: int = 512
+
+
+def build_model(spec: dict, cfg: HRLConfig) -> HRLRec:
+    options = {k: getattr(cfg, k) for k in ARCHITECTURE}
+    return HRLRec(spec, n_critics=2 if cfg.target_q == "twin" else 1, **options)
+
+
+def evaluate(learner: Learner, ds) -> dict:
+    """AUC and logloss of f(a_t, d_t) (Eq. 16) over every logged impression of `ds`, and the
+    oracle AUC of the true click probabilities when the data has them."""
+    labels, preds, oracle = [], [], []
+    m = learner.m
+    for batch in ds:
+        p, weight = learner.predict(batch)
+        keep = weight.numpy() > 0
+        preds.append(p.numpy()[keep])
+        labels.append(batch["clicked"][:, m:].numpy()[keep])
+        oracle.append(batch["true_ctr"][:, m:].numpy()[keep])
+    y, p, o = (np.concatenate(x) for x in (labels, preds, oracle))
+    if len(np.unique(y)) < 2:
+        raise ValueError("evaluation data needs both clicked and unclicked impressions")
+    out = {"auc": float(roc_auc_score(y, p)),
+           "logloss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7))), "impressions": int(len(y))}
+    if (o >= 0).all():
+        out["oracle_auc"] = float(roc_auc_score(y, o))
+    return out
+
+
+class Runner:
+    def __init__(self, cfg: HRLConfig, run: RunSettings, flags_record: dict | None = None):
+        self.cfg, self.run_settings = cfg, run
+        self.flags_record = flags_record or dataclasses.asdict(cfg)
+        self.meta = pipeline.load_metadata(run.data_dir)
+        keras.utils.set_random_seed(run.seed)
+        self.model = build_model(self.meta["spec"], cfg)
+        self.learner = Learner(self.model, target_copy(self.model), cfg, seed=run.seed)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.epoch_start_step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.best_auc = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
+        self.best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model, target=self.learner.target, step=self.learner.step,
+            critic_optimizer=self.learner.critic_optimizer,
+            actor_optimizer=self.learner.actor_optimizer, epoch=self.epoch,
+            epoch_start_step=self.epoch_start_step, best_auc=self.best_auc,
+            best_epoch=self.best_epoch)
+        self.manager = tf.train.CheckpointManager(self.checkpoint,
+                                                  os.path.join(run.model_dir, "ckpt"), 3)
+        self.best_path = os.path.join(run.model_dir, "best.weights.h5")
+        self.writer = tf.summary.create_file_writer(os.path.join(run.model_dir, "tb"))
+
+    # -- data --------------------------------------------------------------------------------
+    def _valid_start(self) -> int:
+        test_start = self.meta["chronological_split"]["test_start_timestamp"]
+        return int(test_start - self.run_settings.valid_days * 86400)
+
+    def _lists(self, split: str, train: bool, **kw):
+        cfg = self.cfg
+        return pipeline.list_dataset(
+            self.run_settings.data_dir, split, max_seq_len=cfg.max_seq_len,
+            batch_size=cfg.batch_size if train else self.run_settings.eval_batch_size,
+            shuffle=train, candidates_per_channel=cfg.candidates_per_channel if train else 0,
+            **kw)
+
+    def train_data(self, epoch: int):
+        return self._lists("train", True, seed=self.run_settings.seed + epoch,
+                           max_time=self._valid_start())
+
+    def valid_data(self):
+        return self._lists("train", False, min_time=self._valid_start())
+
+    def test_data(self):
+        return self._lists("test", False)
+
+    # -- loop --------------------------------------------------------------------------------
+    def restore(self) -> bool:
+        if self.manager.latest_checkpoint:
+            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            print(f"resumed from {self.manager.latest_checkpoint} at step "
+                  f"{int(self.learner.step)}, epoch {int(self.epoch) + 1}", flush=True)
+            return True
+        return False
+
+    def _train_lists(self) -> int:
+        """Lists in the training period (for the progress line)."""
+        split = self.meta["splits"]["train"]
+        test_start = self.meta["chronological_split"]["test_start_timestamp"]
+        first = self.meta["chronological_split"].get("train_days", [0])[0] * 86400
+        share = (self._valid_start() - first) / max(test_start - first, 1)
+        return int(split["lists"] * min(max(share, 0.0), 1.0))
+
+    def _log(self, metrics: dict, step: int) -> None:
+        with self.writer.as_default(step=step):
+            for name, value in metrics.items():
+                if name.startswith("hist/"):
+                    tf.summary.histogram(name.replace("hist/", "actions/"), value)
+                else:
+                    tf.summary.scalar(name, value)
+
+    def _log_hparams(self) -> None:
+        from tensorboard.plugins.hparams import api as hp
+        record = {k: (",".join(map(str, v)) if isinstance(v, (list, tuple)) else v)
+                  for k, v in self.flags_record.items() if v is not None}
+        with self.writer.as_default():
+            hp.hparams(record, trial_id=os.path.basename(os.path.abspath(
+                self.run_settings.model_dir)))
+
+    def train(self) -> dict:
+        run = self.run_settings
+        self.restore()
+        self._log_hparams()
+        per_epoch = max(self._train_lists() // self.cfg.batch_size, 1)
+        transitions, seconds, steps = 0, 0.0, 0
+        stop = False
+        while int(self.epoch) < run.epochs and not stop:
+            epoch = int(self.epoch)
+            done_in_epoch = int(self.learner.step) - int(self.epoch_start_step)
+            total = per_epoch if run.max_steps <= 0 else min(per_epoch, run.max_steps)
+            progress = Progress(total, f"epoch {epoch + 1}/{run.epochs}", unit="steps")
+            progress.update(done_in_epoch)
+            start = time.monotonic()
+            for batch in self.train_data(epoch).skip(done_in_epoch):
+                if run.max_steps and int(self.learner.step) >= run.max_steps:
+                    stop = True
+                    break
+                metrics = self.learner.train_step(batch)
+                steps += 1
+                step = int(self.learner.step)
+                transitions += int(tf.reduce_sum(tf.cast(batch["mask"][:, self.cfg.max_seq_len:]
+                                                         > 0, tf.int32)))
+                if step % run.log_every == 0 or step == 1:
+                    self._log(metrics, step)
+                    progress.update(1, extra=f"loss {float(metrics['loss/total']):.4f} click "
+                                    f"{float(metrics['loss/click']):.4f}")
+                else:
+                    progress.update(1)
+                if step % run.checkpoint_every == 0:
+                    self.manager.save(checkpoint_number=step)
+            seconds += time.monotonic() - start
+            if stop:
+                self.manager.save(checkpoint_number=int(self.learner.step))
+                break
+            stop = self._end_epoch(epoch)
+        return {"transitions": transitions, "train_seconds": seconds,
+                "transitions_per_s": transitions / max(seconds, 1e-9),
+                "steps_per_s": steps / max(seconds, 1e-9)}
+
+    def _end_epoch(self, epoch: int) -> bool:
+        """Validation AUC, best weights, early stopping; -> whether to stop."""
+        valid = evaluate(self.learner, self.valid_data())
+        step = int(self.learner.step)
+        with self.writer.as_default(step=step):
+            tf.summary.scalar("eval/valid_auc", valid["auc"])
+            tf.summary.scalar("eval/valid_logloss", valid["logloss"])
+        print(f"epoch {epoch + 1}: valid auc {valid['auc']:.4f} logloss {valid['logloss']:.4f}",
+              flush=True)
+        if valid["auc"] > float(self.best_auc):
+            self.best_auc.assign(valid["auc"])
+            self.best_epoch.assign(epoch + 1)
+            tmp = self.best_path + ".tmp.weights.h5"
+            self.model.save_weights(tmp)
+            os.replace(tmp, self.best_path)
+        self.epoch.assign(epoch + 1)
+        self.epoch_start_step.assign(step)
+        self.manager.save(checkpoint_number=step)
+        return epoch + 1 - int(self.best_epoch) >= self.run_settings.patience
+
+    def finish(self, train_stats: dict, wall_seconds: float) -> dict:
+        """Best weights -> test evaluation -> eval.json and model.keras."""
+        if os.path.exists(self.best_path):
+            self.model.load_weights(self.best_path)
+        test = evaluate(self.learner, self.test_data())
+        step = int(self.learner.step)
+        with self.writer.as_default(step=step):
+            tf.summary.scalar("eval/auc", test["auc"])
+            tf.summary.scalar("eval/logloss", test["logloss"])
+        self.writer.flush()
+        report = {**test, "valid_auc": float(self.best_auc), "best_epoch": int(self.best_epoch),
+                  "steps": step, **train_stats,
+                  "wall_seconds": wall_seconds, "flags": self.flags_record}
+        tmp = os.path.join(self.run_settings.model_dir, "model.tmp.keras")
+        self.model.save(tmp)
+        os.replace(tmp, os.path.join(self.run_settings.model_dir, "model.keras"))
+        write_json(os.path.join(self.run_settings.model_dir, "eval.json"), report)
+        return report
+
+
+def run(cfg: HRLConfig, settings: RunSettings, flags_record: dict | None = None) -> dict:
+    start = time.monotonic()
+    os.makedirs(settings.model_dir, exist_ok=True)
+    runner = Runner(cfg, settings, flags_record)
+    stats = runner.train()
+    report = runner.finish(stats, time.monotonic() - start)
+    print(json.dumps({k: report.get(k) for k in ("auc", "logloss", "oracle_auc", "valid_auc",
+                                                  "steps", "transitions_per_s")}), flush=True)
+    return report

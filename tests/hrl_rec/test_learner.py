@@ -1,0 +1,157 @@
+"""The learner: targets (double-Q and the other readings), soft updates, update counts,
+gradient routing, and learning on a planted log."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from sklearn.metrics import roc_auc_score
+
+from hrl_rec import losses
+from hrl_rec.config import HRLConfig, validate
+from hrl_rec.learner import Learner, allowed_candidates, most_similar
+from hrl_rec.model import soft_update, target_copy
+from tests.hrl_rec.helpers import list_batch, tiny_config, tiny_model
+
+
+def _perturbed_pair(n_critics=1, seed=3):
+    model = tiny_model(n_critics=n_critics)
+    target = target_copy(model)
+    rng = np.random.default_rng(seed)
+    for w in target.weights:
+        w.assign(w + rng.normal(scale=0.3, size=w.shape).astype(np.float32))
+    return model, target
+
+
+@pytest.mark.parametrize("mode", ["ddpg", "double", "twin", "logged"])
+def test_critic_targets_by_mode(mode):
+    model, target = _perturbed_pair(n_critics=2 if mode == "twin" else 1)
+    learner = Learner(model, target, tiny_config(target_q=mode, action_noise=0.0, gamma=0.3))
+    batch = list_batch()
+    online, tgt = model.forward(batch), target.forward(batch, with_actions=False)
+    weight, done = learner.transition_masks(batch)
+    r_low, r_high, _ = learner.rewards(batch)
+    y_low, y_high = learner.targets(online, tgt, r_low, r_high, done, tf.zeros([2], tf.int64))
+    s_next_l, s_next_h = tgt.s_low[:, 1:], tgt.s_high[:, 1:]
+    if mode == "double":   # online actor on the online next state, target critic
+        a_l = model.lra.actor(online.s_low[:, 1:])
+        a_h = model.hra.actor(online.s_high[:, 1:])
+    elif mode == "logged":  # the logged next item, embedded by the target network
+        a_l = a_h = tf.pad(tgt.logged[:, 1:], [[0, 0], [0, 1], [0, 0]])
+    else:
+        a_l, a_h = target.lra.actor(s_next_l), target.hra.actor(s_next_h)
+    q_l = target.lra.q(s_next_l, a_l)
+    q_h = target.hra.q(s_next_h, a_h)
+    if mode == "twin":
+        q_l = tf.minimum(q_l, target.lra.q(s_next_l, a_l, 1))
+        q_h = tf.minimum(q_h, target.hra.q(s_next_h, a_h, 1))
+    keep = (1 - done.numpy())
+    np.testing.assert_allclose(y_low.numpy(), r_low.numpy() + 0.3 * keep * q_l.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(y_high.numpy(), r_high.numpy() + 0.3 * keep * q_h.numpy(),
+                               rtol=1e-5)
+    # done marks each list's last real slot: 9 for full lists, 6 for the short one
+    np.testing.assert_array_equal(np.argmax(done.numpy(), 1), [9, 9, 6])
+
+
+def test_soft_update_moves_targets_by_tau():
+    model, target = _perturbed_pair()
+    before = [w.numpy() for w in target.weights]
+    soft_update(target, model, 0.25)
+    for t, o, b in zip(target.weights, model.weights, before):
+        np.testing.assert_allclose(t.numpy(), 0.25 * o.numpy() + 0.75 * b, rtol=1e-5, atol=1e-6)
+    soft_update(target, model, 1.0)
+    for t, o in zip(target.weights, model.weights):
+        np.testing.assert_array_equal(t.numpy(), o.numpy())
+
+
+def test_update_counts_and_target_period():
+    model = tiny_model()
+    learner = Learner(model, target_copy(model), tiny_config(critic_steps=4,
+                                                             target_update_period=2, tau=1.0))
+    batch = list_batch()
+    learner.train_step(batch)
+    assert int(learner.critic_optimizer.iterations) == 4
+    assert int(learner.actor_optimizer.iterations) == 1
+    # step 1 is not a multiple of the period: the target still holds the initial weights
+    assert not np.allclose(learner.target.lra.actor.dense.kernel.numpy(),
+                           model.lra.actor.dense.kernel.numpy())
+    learner.train_step(batch)
+    assert int(learner.critic_optimizer.iterations) == 8
+    assert int(learner.actor_optimizer.iterations) == 2
+    assert int(learner.step) == 2
+    for t, o in zip(learner.target.weights, model.weights):  # tau = 1 at step 2: a copy
+        np.testing.assert_array_equal(t.numpy(), o.numpy())
+
+
+def test_actor_side_losses_never_move_the_critics():
+    """With lambda_l = lambda_h = 0 only L_c and L_s act (and the actor terms, beta, read frozen
+    critics): the critic weights must stay where they are."""
+    model = tiny_model()
+    learner = Learner(model, target_copy(model), tiny_config(loss_weights=(0.0, 0.0, 1.0, 1.0)))
+    before = [v.numpy() for v in model.critic_variables]
+    actor_before = model.lra.actor.dense.kernel.numpy()
+    learner.train_step(list_batch())
+    for v, b in zip(model.critic_variables, before):
+        np.testing.assert_array_equal(v.numpy(), b)
+    assert not np.allclose(model.lra.actor.dense.kernel.numpy(), actor_before)
+
+
+def test_most_similar_respects_the_channel_constraint_and_placed_items():
+    batch = list_batch(b=2, short_last=False)
+    allowed = allowed_candidates(batch, 4, constrained=True).numpy()   # [B, S, N]
+    n_own = 10
+    channel = batch["channel"].numpy()[:, 4:]
+    cand_channel = np.concatenate([channel, np.tile(np.repeat(np.arange(4), 2), (2, 1))], 1)
+    for b in range(2):
+        for t in range(10):
+            assert allowed[b, t, t]                                    # its own logged item
+            assert not allowed[b, t, :t].any()                         # already placed
+            assert (cand_channel[b][allowed[b, t]] == channel[b, t]).all()
+    a = tf.random.normal([2, 10, 3], seed=1)
+    cands = tf.random.normal([2, n_own + 8, 3], seed=2)
+    d, index = most_similar(a, cands, tf.constant(allowed))
+    cos = losses.cosine(a[:, :, None], cands[:, None], -1).numpy()
+    for b in range(2):
+        for t in range(10):
+            best = np.flatnonzero(allowed[b, t])[np.argmax(cos[b, t][allowed[b, t]])]
+            assert index[b, t] == best
+            np.testing.assert_allclose(d[b, t], cands[b, best], rtol=1e-6)
+
+
+def _planted_batch(seed):
+    """Clicks are planted on channel 2 (and only there)."""
+    batch = {k: v.numpy() for k, v in list_batch(b=16, seed=seed, short_last=False).items()}
+    clicked = (batch["channel"] == 2).astype(np.int64) * batch["mask"]
+    batch["clicked"] = clicked
+    batch["dwell"] = 30.0 * clicked.astype(np.float32)
+    m = 4
+    batch["feedback"][:, :m] = batch["mask"][:, :m] * (1 + clicked[:, :m])
+    return {k: tf.constant(v) for k, v in batch.items()}
+
+
+def test_training_on_a_planted_log_lowers_critic_loss_and_raises_auc():
+    model = tiny_model()
+    learner = Learner(model, target_copy(model), tiny_config(learning_rate=2e-2))
+    train, test = _planted_batch(0), _planted_batch(1)
+
+    def auc():
+        p, _ = learner.predict(test)
+        return roc_auc_score(test["clicked"].numpy()[:, 4:].ravel(), p.numpy().ravel())
+
+    auc_before = auc()
+    first = learner.train_step(train)
+    for _ in range(60):
+        last = learner.train_step(train)
+    assert float(last["loss/hra_critic"]) < 0.5 * float(first["loss/hra_critic"])
+    assert float(last["loss/lra_critic"]) < 0.5 * float(first["loss/lra_critic"])
+    assert float(last["loss/click"]) < float(first["loss/click"])
+    assert auc() > max(auc_before, 0.9)
+
+
+def test_config_validation_names_the_flag():
+    validate(HRLConfig(), 4)
+    for overrides, pattern in [({"target_q": "triple"}, "--target_q=triple"),
+                               ({"reward_click": (1.0, 1.0)}, "--reward_click=.*4 values"),
+                               ({"embedding_dim": 30}, "--embedding_dim=30: expected a multiple"),
+                               ({"gamma": 1.5}, "--gamma=1.5"),
+                               ({"loss_weights": (1.0,)}, "--loss_weights")]:
+        with pytest.raises(ValueError, match=pattern):
+            validate(HRLConfig(**overrides), 4)

@@ -1,0 +1,105 @@
+"""Slate generation: constraints, exploration propensities, and the incremental in-graph loop
+against a full recomputation of every state."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hrl_rec.policy import SlatePolicy, request_from_lists
+from tests.hrl_rec.helpers import list_batch, tiny_model
+
+M = 4
+
+
+def _request(seed=0, b=3):
+    return request_from_lists(list_batch(b=b, seed=seed, k=3), M)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.5])
+def test_slates_obey_channel_constraint_and_never_repeat(epsilon):
+    model = tiny_model()
+    policy = SlatePolicy(model, 10, epsilon=epsilon, seed=1)
+    request = _request()
+    out = {k: v.numpy() for k, v in policy(request).items()}
+    cand_mask = request["cand_mask"].numpy()
+    cand_channel = request["cand_channel"].numpy()
+    for b in range(3):
+        idx = out["index"][b]
+        assert len(set(out["item_id"][b])) == 10                    # never repeats an item
+        assert cand_mask[b, idx].all()                              # only real candidates
+        np.testing.assert_array_equal(out["channel"][b], cand_channel[b, idx])
+        np.testing.assert_array_equal(out["item_id"][b], request["cand_item_id"].numpy()[b, idx])
+        greedy = ~out["explored"][b]
+        np.testing.assert_array_equal(out["channel"][b][greedy], out["lra_channel"][b][greedy])
+    p = out["propensity"]
+    assert ((p > 0) & (p <= 1)).all()
+    if epsilon == 0:
+        np.testing.assert_array_equal(p, 1.0)
+        assert not out["explored"].any()
+    else:
+        assert out["explored"].any() and not out["explored"].all()
+        # explored slots: epsilon / R (R = 22 candidates minus those placed), or more if the
+        # draw hit the greedy item
+        remaining = 22 - np.arange(10)
+        explored = out["explored"]
+        assert (p[explored] >= (0.5 / np.tile(remaining, (3, 1)))[explored] - 1e-6).all()
+
+
+def test_masked_candidates_are_never_shown_and_exhaustion_gives_minus_one():
+    model = tiny_model()
+    request = dict(_request())
+    mask = np.zeros(request["cand_mask"].shape, np.int64)
+    mask[:, :8] = 1                               # 8 candidates for 10 slots
+    request["cand_mask"] = tf.constant(mask)
+    out = SlatePolicy(model, 10)(request)
+    idx, items = out["index"].numpy(), out["item_id"].numpy()
+    assert (idx[:, :8] < 8).all()
+    assert (items[:, 8:] == -1).all()
+
+
+def _reference_slate(model, request):
+    """Every state recomputed from the full window (model.lra / model.hra on all positions)."""
+    s, m = 10, M
+    window = {k: tf.concat([request[f"hist_{k}"], tf.zeros_like(tf.repeat(
+        request[f"hist_{k}"][:, :1], s, 1))], 1).numpy()
+        for k in ("item_id", "channel", "slot", "item_fields", "tags", "context", "feedback",
+                  "mask")}
+    d = model.items({k: request[f"cand_{k}"] for k in ("item_id", "channel", "item_fields",
+                                                      "tags", "context")}).numpy()
+    dn = d / np.linalg.norm(d, axis=-1, keepdims=True)
+    avail = request["cand_mask"].numpy().astype(bool)
+    cand_channel = request["cand_channel"].numpy()
+    picks = []
+    for t in range(s):
+        w = {k: tf.constant(v) for k, v in window.items()}
+        w["user_id"], w["user_fields"] = request["user_id"], request["user_fields"]
+        a_l = model.lra.actor(model.lra(w)[:, t]).numpy()
+        cos_l = np.einsum("bk,bnk->bn", a_l / np.linalg.norm(a_l, axis=-1, keepdims=True), dn)
+        c = cand_channel[np.arange(len(a_l)), np.where(avail, cos_l, -3).argmax(1)]
+        constraint = tf.constant(np.repeat(c[:, None], s + 1, 1))
+        a_h = model.hra.actor(model.hra(w, constraint)[:, t]).numpy()
+        cos_h = np.einsum("bk,bnk->bn", a_h / np.linalg.norm(a_h, axis=-1, keepdims=True), dn)
+        pick = np.where(avail & (cand_channel == c[:, None]), cos_h, -3).argmax(1)
+        picks.append(pick)
+        rows = np.arange(len(pick))
+        ids = request["cand_item_id"].numpy()
+        avail &= ids != ids[rows, pick][:, None]
+        for k in ("item_id", "channel", "item_fields", "tags", "context"):
+            window[k][:, m + t] = request[f"cand_{k}"].numpy()[rows, pick]
+        window["slot"][:, m + t] = t
+        window["mask"][:, m + t] = 1
+    return np.stack(picks, 1)
+
+
+@pytest.mark.parametrize("options", [dict(state_window="sliding"), dict(state_window="prefix"),
+                                     dict(state_encoder_gru=False),
+                                     dict(field_self_attention=False)])
+def test_incremental_policy_matches_full_recomputation(options):
+    model = tiny_model(**options)
+    request = _request(seed=4)
+    out = SlatePolicy(model, 10)(request)
+    np.testing.assert_array_equal(out["index"].numpy(), _reference_slate(model, request))
+
+
+def test_epsilon_is_checked():
+    with pytest.raises(ValueError, match="epsilon must be in"):
+        SlatePolicy(tiny_model(), 10, epsilon=1.5)

@@ -1,0 +1,75 @@
+"""Eq. 7, 9-18 with hand-computed numbers."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hrl_rec import losses, rewards
+
+
+def test_low_level_reward_is_the_slot_click():
+    np.testing.assert_array_equal(rewards.low_level_reward(tf.constant([[1, 0, 1]])).numpy(),
+                                  [[1.0, 0.0, 1.0]])
+
+
+def test_diversity_counts_new_deduplicated_tags():
+    tags = tf.constant([[[1, 2, 0], [2, 3, 3], [1, 2, 3], [4, 0, 0]]])
+    # slot 0: {1, 2} -> 2; slot 1: 3 new (once), 2 seen -> 1; slot 2: none new; slot 3: 4 -> 1
+    np.testing.assert_array_equal(rewards.diversity(tags).numpy(), [[2, 1, 0, 1]])
+
+
+def test_components_scale_dwell_and_pass_novelty():
+    r = rewards.components(tf.constant([[1, 0]]), tf.constant([[90.0, 0.0]]),
+                           tf.constant([[[1, 0, 0], [1, 2, 0]]]), tf.constant([[2, 0]]), 60.0)
+    np.testing.assert_allclose(r.numpy(), [[[1, 1.5, 1, 2], [0, 0, 1, 0]]])
+
+
+def test_high_level_reward_eq7_power_and_linear():
+    r = tf.constant([[[1.0, 4.0, 2.0, 0.0], [0.0, 0.0, 1.0, 3.0]]])
+    channel = tf.constant([[0, 1]])
+    weights = [[1.0, 0.5, 1.0, 1.0], [2.0, 1.0, 2.0, 0.5]]
+    # slot 0, channel 0: 1^1 + 4^0.5 + 2^1 + 0 = 5; slot 1, channel 1: 0 + 0 + 1^2 + 3^0.5
+    power = rewards.high_level_reward(r, channel, weights, [0, 0, 0, 0], "power")
+    np.testing.assert_allclose(power.numpy(), [[5.0, 1 + np.sqrt(3)]], rtol=1e-6)
+    # with b = (1, 0, 0, 1): slot 0: 2^1 + 2 + 2 + 1^1 = 7
+    biased = rewards.high_level_reward(r, channel, weights, [1, 0, 0, 1], "power")
+    np.testing.assert_allclose(biased.numpy()[0, 0], 7.0, rtol=1e-6)
+    linear = rewards.high_level_reward(r, channel, weights, [0, 0, 0, 0], "linear")
+    # slot 0: 1 + 2 + 2 + 0 = 5; slot 1: 0 + 0 + 2 + 1.5 = 3.5
+    np.testing.assert_allclose(linear.numpy(), [[5.0, 3.5]], rtol=1e-6)
+    with pytest.raises(ValueError, match="reward form"):
+        rewards.high_level_reward(r, channel, weights, [0, 0, 0, 0], "log")
+
+
+def test_td_target_eq9_and_critic_loss():
+    y = losses.td_target(tf.constant([1.0, 1.0]), tf.constant([2.0, 2.0]), tf.constant([0.0, 1.0]),
+                         0.3)
+    np.testing.assert_allclose(y.numpy(), [1.6, 1.0], rtol=1e-6)
+    q = tf.constant([1.0, 3.0, 9.0])
+    target = tf.constant([1.6, 1.0, 0.0])
+    # (0.6^2 + 2^2) / 2, the third transition is padding
+    np.testing.assert_allclose(losses.critic_loss(q, target, tf.constant([1.0, 1.0, 0.0])).numpy(),
+                               (0.36 + 4.0) / 2, rtol=1e-6)
+
+
+def test_actor_and_agent_losses_eq10_11():
+    actor = losses.actor_loss(tf.constant([1.0, 3.0]), tf.constant([1.0, 1.0]))
+    assert float(actor) == pytest.approx(-2.0)
+    assert float(losses.agent_loss(tf.constant(0.5), actor, beta=0.5)) == pytest.approx(-0.5)
+
+
+def test_click_loss_eq15():
+    logits = tf.constant([0.0, np.log(3.0)], tf.float32)  # p = 0.5, 0.75
+    loss = losses.click_loss(logits, tf.constant([1, 0]), tf.constant([1.0, 1.0]))
+    assert float(loss) == pytest.approx((-np.log(0.5) - np.log(0.25)) / 2, rel=1e-6)
+
+
+def test_similarity_loss_eq17():
+    a = tf.constant([[1.0, 0.0], [0.0, 2.0]])
+    d = tf.constant([[1.0, 1.0], [0.0, -1.0]])
+    # cos = 1/sqrt(2), -1
+    loss = losses.similarity_loss(a, d, tf.constant([1.0, 1.0]))
+    assert float(loss) == pytest.approx(-(1 / np.sqrt(2) - 1) / 2, rel=1e-6)
+
+
+def test_total_loss_eq18():
+    assert float(losses.total_loss(1.0, 2.0, 3.0, 4.0, (5, 5, 1, 1))) == pytest.approx(22.0)
