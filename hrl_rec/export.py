@@ -1,0 +1,88 @@
+"""Exports a trained HRL-Rec as a SavedModel slate server.
+
+    python -m hrl_rec.export --model_dir=runs/quickstart__0__T --export_dir=exports/hrl_rec/1
+
+The `serving_default` signature takes one or many requests (the keys of `hrl_rec.policy`'s
+request, batch dimension first; the history length is the model's m, the candidate count N is
+free) and returns the slate of each: item_id, channel, score (cosine of a^h and the item),
+ctr (f(a, d), Eq. 16) and propensity, all [B, S]. The 10-slot LRA/HRA decision loop runs in
+graph. Loadable with `tf.saved_model.load` and servable by TensorFlow Serving (README has the
+REST request).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+import tensorflow as tf
+from absl import app, flags
+
+from hrl_rec.model import HRLRec
+from hrl_rec.policy import SlatePolicy
+
+FLAGS = flags.FLAGS
+OUTPUTS = ("item_id", "channel", "score", "ctr", "propensity")
+
+
+def request_signature(spec: dict, m: int) -> list[tf.TensorSpec]:
+    f_u, f_i = len(spec["user_field_names"]), len(spec["item_field_names"])
+    f_c, t = len(spec["context_field_names"]), spec["max_tags"]
+    shapes = {"user_id": [None], "user_fields": [None, f_u]}
+    for k in ("item_id", "channel", "slot", "feedback", "mask"):
+        shapes[f"hist_{k}"] = [None, m]
+    shapes.update(hist_item_fields=[None, m, f_i], hist_tags=[None, m, t],
+                  hist_context=[None, m, f_c])
+    for k in ("item_id", "channel", "mask"):
+        shapes[f"cand_{k}"] = [None, None]
+    shapes.update(cand_item_fields=[None, None, f_i], cand_tags=[None, None, t],
+                  cand_context=[None, None, f_c])
+    return [tf.TensorSpec(shape, tf.int64, name=name) for name, shape in shapes.items()]
+
+
+class SlateServer(tf.Module):
+    """A tf.Module holding the model and one compiled, signature-bound slate function."""
+
+    def __init__(self, model: HRLRec):
+        super().__init__()
+        self.model = model
+        self.policy = SlatePolicy(model, model.spec["list_size"])
+        self.exploration_seed = self.policy.seed  # tracked, so the SavedModel captures it
+        signature = request_signature(model.spec, model.max_seq_len)
+        names = [s.name for s in signature]
+
+        def serve(*tensors):
+            slate = self.policy.slate(dict(zip(names, tensors)))
+            return {k: slate[k] for k in OUTPUTS}
+
+        self.serve = tf.function(serve, input_signature=signature)
+
+
+def export(model: HRLRec, export_dir: str) -> str:
+    """Writes the SavedModel to export_dir (via a temporary folder, then a rename)."""
+    server = SlateServer(model)
+    tmp = export_dir.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tf.saved_model.save(server, tmp, signatures={"serving_default": server.serve})
+    if os.path.exists(export_dir):
+        shutil.rmtree(export_dir)
+    os.replace(tmp, export_dir)
+    return export_dir
+
+
+def main(argv):
+    del argv
+    import keras
+    path = os.path.join(FLAGS.model_dir, "model.keras")
+    if not os.path.exists(path):
+        raise app.UsageError(f"--model_dir={FLAGS.model_dir} holds no model.keras (train it "
+                             f"first with python -m hrl_rec.train)")
+    model = keras.models.load_model(path)
+    print(f"exported to {export(model, FLAGS.export_dir)}", flush=True)
+
+
+if __name__ == "__main__":
+    flags.DEFINE_string("model_dir", None, "A hrl_rec.train run folder (with model.keras).",
+                        required=True)
+    flags.DEFINE_string("export_dir", None, "Where the SavedModel goes (replaced if present).",
+                        required=True)
+    app.run(main)
