@@ -20,3 +20,8 @@ def emit(name: str, value: float, unit: str, **settings) -> None:
               "machine": f"{platform.machine()} x{os.cpu_count()}", **settings}
     print(json.dumps(record), flush=True)
     sys.stdout.flush()
+
+
+# HRL-Rec sizes the speed benchmarks time: the paper's (Sec. 4.3) and configs/quickstart.flags'.
+MODEL_SIZES = {"paper": dict(max_seq_len=50, embedding_dim=32, hidden_dim=128, heads=4),
+               "quickstart": dict(max_seq_len=20, embedding_dim=16, hidden_dim=64, heads=2)}

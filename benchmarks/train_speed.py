@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from benchmarks.common import MODEL_SIZES as SIZES  # noqa: E402
 from benchmarks.common import emit  # noqa: E402
 from data import pipeline  # noqa: E402
 from hrl_rec.config import HRLConfig  # noqa: E402
@@ -31,9 +32,6 @@ flags.DEFINE_integer("steps", 5, "Timed train steps per setting, after 2 warm-up
 flags.DEFINE_list("sizes", ["paper", "quickstart"], "Which size settings to time.")
 flags.DEFINE_list("windows", ["sliding", "prefix"], "Which state windows to time.")
 FLAGS = flags.FLAGS
-
-SIZES = {"paper": dict(max_seq_len=50, embedding_dim=32, hidden_dim=128, heads=4),
-         "quickstart": dict(max_seq_len=20, embedding_dim=16, hidden_dim=64, heads=2)}
 
 
 def matmul_peak_gflops(n: int = 2048, reps: int = 10) -> float:
