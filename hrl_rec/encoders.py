@@ -126,6 +126,14 @@ class StateEncoder(keras.layers.Layer):
         last = tf.reshape(last, [b, n_states, self.hidden_dim])
         return tf.where(tf.reduce_any(wmask, axis=2)[..., None], last, h0[:, None])
 
+    def step(self, x, h, mask):
+        """One GRU step (prefix window, GRU only): the state after one more behaviour.
+
+        x [B, d_h], h [B, d_h] (the state so far), mask [B] (0 leaves h unchanged) -> [B, d_h].
+        Serving uses it to advance a slate by one slot instead of rerunning the window."""
+        new, _ = self.cell.cell(x, [h])
+        return tf.where(tf.cast(mask, tf.bool)[:, None], new, h)
+
     def _average(self, f, mask, h0):
         m = self.max_seq_len
         w = tf.cast(mask, f.dtype)[..., None]

@@ -9,7 +9,8 @@ For slot t = 0..S-1 of every request (Sec. 3.1):
   3. with probability epsilon the slot instead shows an available candidate drawn uniformly
      (Sec. 3.5's online exploration), and the log records the exact propensity
          P(d_t) = (1 - epsilon) [d_t = greedy item] + epsilon / (available candidates).
-The placed item enters the window as an impression with unknown feedback.
+The placed item enters the window as an impression with unknown feedback; only its position is
+encoded anew, and a prefix-window GRU advances by one step per slot.
 
 A request (dict, B requests, m history positions, N candidates):
     user_id [B], user_fields [B, F_u]
@@ -77,17 +78,31 @@ class SlatePolicy:
         outputs = {k: [] for k in ("item_id", "channel", "index", "score", "ctr", "propensity",
                                    "explored", "lra_channel")}
         seed = tf.stack([self.seed, tf.constant(0, tf.int64)])
-        hist_f = {}
-        for name, agent in (("lra", model.lra), ("hra", model.hra)):
+        agents = (("lra", model.lra), ("hra", model.hra))
+        # A prefix GRU advances one step per slot; other encoders re-read their window.
+        stepped = {name: agent.encoder.gru and agent.encoder.window == "prefix"
+                   for name, agent in agents}
+        hist_f, running = {}, {}
+        for name, agent in agents:
             f, h0 = agent.behaviours(window)  # history positions do not change below
             hist_f[name] = (f[:, :m], h0)
+            if stepped[name]:
+                running[name] = agent.encoder(f[:, :m], window["mask"][:, :m], h0)[:, -1]
         placed_f = {"lra": [], "hra": []}
         for t in range(s):
             states = {}
-            for name, agent in (("lra", model.lra), ("hra", model.hra)):
-                fields, _ = agent.fields(window)
+            for name, agent in agents:
                 if t > 0:  # encode the item placed at slot t - 1 (only that position is new)
-                    placed_f[name].append(agent.attention(fields[:, m + t - 1:m + t]))
+                    fields, _ = agent.fields(window)
+                    f_new = agent.attention(fields[:, m + t - 1:m + t])
+                    if stepped[name]:
+                        running[name] = agent.encoder.step(f_new[:, 0], running[name],
+                                                           window["mask"][:, m + t - 1])
+                    else:
+                        placed_f[name].append(f_new)
+                if stepped[name]:
+                    states[name] = running[name]
+                    continue
                 f_hist, h0 = hist_f[name]
                 pad = tf.zeros_like(tf.repeat(f_hist[:, :1], s - t, axis=1))
                 f = tf.concat([f_hist, *placed_f[name], pad], axis=1)
