@@ -20,11 +20,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
-from sklearn.metrics import log_loss, roc_auc_score
 
 from baselines.models import DEFAULTS, MODELS, CTRModel
 from data import pipeline
 from data.progress import Progress
+from data.stats import click_metrics
 from data.writer import write_json
 
 FLAGS = flags.FLAGS
@@ -80,13 +80,7 @@ def predict(model, ds):
 
 def evaluate(model, ds) -> dict:
     y, p, oracle = predict(model, ds)
-    if len(np.unique(y)) < 2:
-        raise ValueError("evaluation data needs both clicked and unclicked impressions")
-    out = {"auc": float(roc_auc_score(y, p)),
-           "logloss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7))), "examples": int(len(y))}
-    if (oracle >= 0).all():
-        out["oracle_auc"] = float(roc_auc_score(y, oracle))
-    return out
+    return {**click_metrics(y, p, oracle), "examples": int(len(y))}
 
 
 def _batch_update(model, learning_rate: float):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.metrics import log_loss, roc_auc_score
 
 from data.schema import ImpressionLog
 
@@ -94,3 +95,16 @@ class SplitStats:
 def calibration_report(summary: dict) -> dict:
     """Generated ratios beside the paper's Table 1 ratios."""
     return {k: {"generated": summary.get(k), "paper": v} for k, v in PAPER_RATIOS.items()}
+
+
+def click_metrics(labels, preds, true_ctr) -> dict:
+    """AUC and logloss of predicted click probabilities, and the oracle AUC of the true ones
+    when every impression has one (true_ctr < 0 marks logs without ground truth). Every model
+    (baselines and HRL-Rec) is scored by this one function."""
+    if len(np.unique(labels)) < 2:
+        raise ValueError("evaluation data needs both clicked and unclicked impressions")
+    out = {"auc": float(roc_auc_score(labels, preds)),
+           "logloss": float(log_loss(labels, np.clip(preds, 1e-7, 1 - 1e-7)))}
+    if (true_ctr >= 0).all():
+        out["oracle_auc"] = float(roc_auc_score(labels, true_ctr))
+    return out

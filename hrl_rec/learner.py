@@ -41,19 +41,17 @@ def most_similar(a, candidates, allowed):
     return tf.gather(candidates, index, batch_dims=1), index
 
 
-def allowed_candidates(batch: dict, m: int, constrained: bool):
-    """[B, S, N]: candidates slot t may pick. The list's own items at slots < t are already
-    placed; with `constrained`, only items of the slot's logged channel c_t (the HRA's hard
-    channel constraint, Sec. 3.3)."""
+def allowed_candidates(batch: dict, m: int):
+    """(LRA, HRA) masks [B, S, N] of the candidates slot t may pick. The list's own items at
+    slots < t are already placed; the HRA may only pick items of the slot's logged channel c_t
+    (its hard channel constraint, Sec. 3.3)."""
     _, channel, valid = candidate_items(batch, m)
     s = tf.shape(batch["mask"])[1] - m
     n = tf.shape(channel)[1]
     placed = tf.range(n)[None, :] < tf.minimum(tf.range(s), n)[:, None]   # own item n < t
     placed &= (tf.range(n) < s)[None, :]
     allowed = valid[:, None, :] & ~placed[None]
-    if constrained:
-        allowed &= tf.equal(channel[:, None, :], batch["channel"][:, m:, None])
-    return allowed
+    return allowed, allowed & tf.equal(channel[:, None, :], batch["channel"][:, m:, None])
 
 
 class Learner:
@@ -155,10 +153,9 @@ class Learner:
             l_low = losses.agent_loss(critic_low, actor_low, cfg.beta)
             l_high = losses.agent_loss(critic_high, actor_high, cfg.beta)
             click = losses.click_loss(model.click_logits(fwd), batch["clicked"][:, m:], weight)
-            d_low, _ = most_similar(fwd.a_low, fwd.candidates,
-                                    allowed_candidates(batch, m, constrained=False))
-            d_high, _ = most_similar(fwd.a_high, fwd.candidates,
-                                     allowed_candidates(batch, m, constrained=True))
+            allowed_low, allowed_high = allowed_candidates(batch, m)
+            d_low, _ = most_similar(fwd.a_low, fwd.candidates, allowed_low)
+            d_high, _ = most_similar(fwd.a_high, fwd.candidates, allowed_high)
             if not cfg.similarity_moves_items:
                 d_low, d_high = tf.stop_gradient(d_low), tf.stop_gradient(d_high)
             similarity = (losses.similarity_loss(fwd.a_low, d_low, weight)

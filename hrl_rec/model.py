@@ -111,30 +111,23 @@ def candidate_items(batch: dict, m: int) -> tuple[dict, tf.Tensor, tf.Tensor]:
 class HRLRec(keras.Model):
     """The channel selector (LRA), the item recommender (HRA), the item encoder and Eq. 16.
 
-    Options are the `HRLConfig` fields the architecture depends on (max_seq_len, embedding_dim,
-    hidden_dim, heads, field_self_attention, state_encoder_gru, state_window, critic_direction,
-    critic_bilinear, click_interaction) plus n_critics (2 for the twin-critic target). Example:
+    `agent_options` are the `HRLConfig` fields the agents' architecture depends on
+    (max_seq_len, embedding_dim, hidden_dim, heads, field_self_attention, state_encoder_gru,
+    state_window, critic_direction, critic_bilinear) plus n_critics (2 for the twin-critic
+    target); both agents get the same ones. Example:
 
         model = HRLRec(spec, max_seq_len=50)
         p = model(batch)      # [B, S] click probabilities f(a_t, d_t) of the logged items
     """
 
-    def __init__(self, spec: dict, max_seq_len: int = 50, embedding_dim: int = 32,
-                 hidden_dim: int = 128, heads: int = 4, field_self_attention: bool = True,
-                 state_encoder_gru: bool = True, state_window: str = "sliding",
-                 n_critics: int = 1, critic_direction: bool = False,
-                 critic_bilinear: bool = False, click_interaction: bool = False, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, spec: dict, click_interaction: bool = False, name: str | None = None,
+                 trainable: bool = True, dtype=None, **agent_options):
+        super().__init__(name=name, trainable=trainable, dtype=dtype)
         self.spec = dict(spec)
-        self.options = dict(max_seq_len=max_seq_len, embedding_dim=embedding_dim,
-                            hidden_dim=hidden_dim, heads=heads,
-                            field_self_attention=field_self_attention,
-                            state_encoder_gru=state_encoder_gru, state_window=state_window,
-                            n_critics=n_critics, critic_direction=critic_direction,
-                            critic_bilinear=critic_bilinear)
-        self.lra = ChannelSelector(spec, name="lra", **self.options)
-        self.hra = ItemRecommender(spec, name="hra", **self.options)
-        self.options["click_interaction"] = click_interaction
+        self.lra = ChannelSelector(spec, name="lra", **agent_options)
+        self.hra = ItemRecommender(spec, name="hra", **agent_options)
+        self.options = {**self.lra.options, "click_interaction": click_interaction}
+        embedding_dim = self.options["embedding_dim"]
         self.items = ItemEncoder(spec, embedding_dim, name="items")
         self.click = ClickModel(click_interaction, name="click")
         self.lra.build()

@@ -18,10 +18,10 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-from sklearn.metrics import log_loss, roc_auc_score
 
 from data import pipeline
 from data.progress import Progress
+from data.stats import click_metrics
 from data.writer import write_json
 from hrl_rec.config import HRLConfig
 from hrl_rec.learner import Learner
@@ -63,13 +63,7 @@ def evaluate(learner: Learner, ds) -> dict:
         labels.append(batch["clicked"][:, m:].numpy()[keep])
         oracle.append(batch["true_ctr"][:, m:].numpy()[keep])
     y, p, o = (np.concatenate(x) for x in (labels, preds, oracle))
-    if len(np.unique(y)) < 2:
-        raise ValueError("evaluation data needs both clicked and unclicked impressions")
-    out = {"auc": float(roc_auc_score(y, p)),
-           "logloss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7))), "impressions": int(len(y))}
-    if (o >= 0).all():
-        out["oracle_auc"] = float(roc_auc_score(y, o))
-    return out
+    return {**click_metrics(y, p, o), "impressions": int(len(y))}
 
 
 class Runner:

@@ -96,7 +96,7 @@ def test_actor_side_losses_never_move_the_critics():
 
 def test_most_similar_respects_the_channel_constraint_and_placed_items():
     batch = list_batch(b=2, short_last=False)
-    allowed = allowed_candidates(batch, 4, constrained=True).numpy()   # [B, S, N]
+    allowed = allowed_candidates(batch, 4)[1].numpy()   # the HRA's mask [B, S, N]
     n_own = 10
     channel = batch["channel"].numpy()[:, 4:]
     cand_channel = np.concatenate([channel, np.tile(np.repeat(np.arange(4), 2), (2, 1))], 1)
