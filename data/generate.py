@@ -4,7 +4,9 @@
 
 Users are split into `--n_shards` shards (user_id % n_shards); each shard is simulated and
 written by its own process, so the bytes depend on the seed and the shard count, never on
-`--processes`. Each shard runs a warm-up day (-1) under a uniformly random policy to train the
+`--processes`. Shards may also be spread over machines (`--shards=0-3` here, `--shards=4-7`
+there, one shared --output_dir): each writes its shards' counts to shard_stats/, and the run that
+completes the set writes metadata.json. Each shard runs a warm-up day (-1) under a uniformly random policy to train the
 logging policy's first LR; the warm-up day is not written. Days < n_days - test_days form the
 train split, the rest the test split; each test record carries the user's last
 `--history_context` training impressions as context (target = 0).
@@ -38,6 +40,9 @@ def define_flags() -> None:
     flags.DEFINE_string("output_dir", None, "Where shards and metadata.json are written.")
     flags.DEFINE_integer("n_shards", 4, "User shards (part of the data's identity with the seed).")
     flags.DEFINE_integer("processes", 0, "Worker processes; 0 = one per CPU core.")
+    flags.DEFINE_list("shards", [], "Shards this run simulates, e.g. 0-3,8 (default: all). "
+                      "Machines given disjoint shards write into one shared --output_dir; the "
+                      "run that completes the set writes metadata.json.")
     flags.DEFINE_integer("history_context", 100, "Training impressions carried into each test "
                          "record as history context (>= the longest --max_seq_len to be used).")
 
@@ -123,6 +128,33 @@ def split_days(cfg: SimConfig, days, history_context: int):
     return train, test, sessions
 
 
+SHARD_STATS = "shard_stats"  # per-shard counts, merged into metadata.json
+
+
+def _stats_path(output_dir: str, shard: int, n_shards: int) -> str:
+    return os.path.join(output_dir, SHARD_STATS, f"shard-{shard:05d}-of-{n_shards:05d}.json")
+
+
+def _load_shard_stats(output_dir: str, n_shards: int, identity: dict) -> list[dict]:
+    """The statistics of every shard present; a shard made with other settings is an error."""
+    present = []
+    for shard in range(n_shards):
+        path = _stats_path(output_dir, shard, n_shards)
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            record = json.load(f)
+        if record["identity"] != identity:
+            other = record["identity"]
+            keys = sorted(k for k in set(other["config"]) | set(identity["config"])
+                          if other["config"].get(k) != identity["config"].get(k))
+            keys += [k for k in ("n_shards", "history_context") if other[k] != identity[k]]
+            raise ValueError(f"{path}: generated with other settings (differ: {keys}); use the "
+                             f"same flags on every machine or another --output_dir")
+        present.append({split: SplitStats.from_json(record[split]) for split in ("train", "test")})
+    return present
+
+
 _COUNTER = None  # shared day counter of worker processes
 _PROGRESS = None  # the progress line, when shards run in this process
 
@@ -156,16 +188,27 @@ def _run_shard(args, world: World | None = None):
 
 
 def generate(cfg: SimConfig, output_dir: str, n_shards: int, processes: int = 0,
-             history_context: int = 100, argv_flags: dict | None = None) -> dict:
-    """Writes the dataset and returns its metadata."""
-    os.makedirs(output_dir, exist_ok=True)
+             history_context: int = 100, argv_flags: dict | None = None,
+             shards: list[int] | None = None) -> dict | None:
+    """Writes the dataset's shards listed in `shards` (default: all) with their statistics,
+    then metadata.json once every shard of the dataset is in `output_dir`, and returns it
+    (None while shards are missing: several machines may write into one shared folder)."""
+    shards = list(range(n_shards)) if shards is None else sorted(set(shards))
+    for shard in shards:
+        if not 0 <= shard < n_shards:
+            raise ValueError(f"--shards: shard {shard} out of range [0, {n_shards}) "
+                             f"(--n_shards={n_shards})")
+    os.makedirs(os.path.join(output_dir, SHARD_STATS), exist_ok=True)
+    identity = json.loads(json.dumps({"config": dataclasses.asdict(cfg), "n_shards": n_shards,
+                                      "history_context": history_context}))  # as stored
+    _load_shard_stats(output_dir, n_shards, identity)  # other settings: fail before writing
     world = make_world(cfg)  # validates the configuration before any process starts
     spec = feature_spec(world)
     processes = processes or os.cpu_count() or 1
-    processes = min(processes, n_shards)
-    tasks = [(cfg, s, n_shards, output_dir, history_context) for s in range(n_shards)]
+    processes = max(1, min(processes, len(shards)))
+    tasks = [(cfg, s, n_shards, output_dir, history_context) for s in shards]
     # Work units: every simulated day (the warm-up day included) and each shard's write.
-    total_units = n_shards * (cfg.n_days + 2)
+    total_units = len(shards) * (cfg.n_days + 2)
     progress = Progress(total_units, "generate", unit="shard-days")
     start = time.monotonic()
     if processes == 1:
@@ -188,18 +231,26 @@ def generate(cfg: SimConfig, output_dir: str, n_shards: int, processes: int = 0,
             if progress.done < total_units:
                 progress.update(total_units - progress.done)
     elapsed = time.monotonic() - start
+    for shard, r in zip(shards, results):
+        writer.write_json(_stats_path(output_dir, shard, n_shards), {
+            "identity": identity, **{split: r[split].to_json() for split in ("train", "test")}})
+    present = _load_shard_stats(output_dir, n_shards, identity)
+    if len(present) < n_shards:
+        print(f"wrote shards {shards} of {n_shards}; {len(present)} present in {output_dir}: "
+              f"metadata.json is written when all are", flush=True)
+        return None
     merged = {}
     for split in ("train", "test"):
         s = SplitStats(spec.n_channels, spec.list_size)
-        for r in results:
+        for r in present:
             s.merge(r[split])
         merged[split] = s.summary(spec.channel_names)
     all_stats = SplitStats(spec.n_channels, spec.list_size)
-    for r in results:
+    for r in present:
         all_stats.merge(r["train"])
         all_stats.merge(r["test"])
     overall = all_stats.summary(spec.channel_names)
-    total = overall["impressions"]
+    here = sum(r[split].impressions.sum() for r in results for split in ("train", "test"))
     metadata = {
         "source": "irecsim", "spec": spec.to_json(), "propensity_known": True,
         "splits": merged, "overall": overall,
@@ -208,13 +259,26 @@ def generate(cfg: SimConfig, output_dir: str, n_shards: int, processes: int = 0,
                                 "test_days": [cfg.test_start_day, cfg.n_days],
                                 "test_start_timestamp": cfg.test_start_day * 86400},
         "shards": n_shards, "history_context": history_context,
-        "generation": {"seconds": elapsed, "impressions_per_s": total / max(elapsed, 1e-9),
-                       "processes": processes},
+        "generation": {"seconds": elapsed, "impressions_per_s": float(here) / max(elapsed, 1e-9),
+                       "processes": processes, "shards_in_this_run": shards},
         "config": dataclasses.asdict(cfg), "flags": argv_flags or {},
     }
     writer.write_json(os.path.join(output_dir, "metadata.json"), metadata)
     writer.save_item_table(output_dir, world.items.channel, world.items.fields, world.items.tags)
     return metadata
+
+
+def parse_shards(values: list[str]) -> list[int] | None:
+    """['0-3', '8'] -> [0, 1, 2, 3, 8]; [] -> None (all shards)."""
+    shards = []
+    for value in values:
+        try:
+            lo, _, hi = value.partition("-")
+            shards += list(range(int(lo), int(hi or lo) + 1))
+        except ValueError:
+            raise app.UsageError(f"--shards={','.join(values)}: expected shard numbers or "
+                                 f"ranges like 0-3,8 (got {value!r})") from None
+    return shards or None
 
 
 def main(argv):
@@ -228,8 +292,15 @@ def main(argv):
     used = {f: flags.FLAGS[f].value for f in flags.FLAGS if f in {
         x.name for x in dataclasses.fields(SimConfig)} | {"n_shards", "processes",
                                                           "history_context", "output_dir"}}
-    meta = generate(cfg, flags.FLAGS.output_dir, flags.FLAGS.n_shards, flags.FLAGS.processes,
-                    flags.FLAGS.history_context, argv_flags=used)
+    shards = parse_shards(flags.FLAGS.shards)
+    try:
+        meta = generate(cfg, flags.FLAGS.output_dir, flags.FLAGS.n_shards,
+                        flags.FLAGS.processes, flags.FLAGS.history_context, argv_flags=used,
+                        shards=shards)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+    if meta is None:
+        return
     o = meta["overall"]
     print(json.dumps({"impressions": o["impressions"], "ctr": round(o["ctr"], 4),
                       "impressions_per_session": round(o.get("impressions_per_session", 0), 2),

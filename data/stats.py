@@ -54,13 +54,31 @@ class SplitStats:
         self.sessions += sessions
 
     def merge(self, other: "SplitStats") -> None:
-        for name in ("impressions", "clicks", "dwell", "slot_impressions", "slot_clicks",
-                     "auc_pos", "auc_neg"):
+        for name in self._ARRAYS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.users |= other.users
         self.lists += other.lists
         self.sessions += other.sessions
         self.has_oracle &= other.has_oracle
+
+    _ARRAYS = ("impressions", "clicks", "dwell", "slot_impressions", "slot_clicks", "auc_pos",
+               "auc_neg")
+
+    def to_json(self) -> dict:
+        """Every count, so that shards generated on other machines can be merged."""
+        return {"n_channels": self.n_channels, "list_size": self.list_size,
+                "lists": self.lists, "sessions": self.sessions, "has_oracle": self.has_oracle,
+                "users": sorted(int(u) for u in self.users),
+                **{k: getattr(self, k).tolist() for k in self._ARRAYS}}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "SplitStats":
+        s = cls(d["n_channels"], d["list_size"])
+        for k in cls._ARRAYS:
+            setattr(s, k, np.asarray(d[k], getattr(s, k).dtype))
+        s.users, s.lists, s.sessions = set(d["users"]), d["lists"], d["sessions"]
+        s.has_oracle = d["has_oracle"]
+        return s
 
     def oracle_auc(self) -> float | None:
         """AUC of the true click probabilities (binned to 2^-16; ties count one half)."""

@@ -1,8 +1,10 @@
 """Chronological splitting and shard writing shared by data.generate and data.convert."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 
 import numpy as np
 
@@ -58,9 +60,16 @@ def split_stats(spec: FeatureSpec, log: ImpressionLog, target: np.ndarray,
 
 
 def write_json(path: str, obj: dict) -> None:
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(path + ".tmp", path)
+    """Atomically (a unique temporary file, then rename: concurrent writers never collide)."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 def save_item_table(output_dir: str, channel, fields, tags) -> None:

@@ -87,3 +87,24 @@ def test_last_per_user():
     log = make_log([1, 1, 1, 2, 2], [1, 2, 3, 4, 5], [0] * 5, [1, 2, 3, 4, 5])
     np.testing.assert_array_equal(last_per_user(log, 2), [1, 2, 3, 4])
     assert len(last_per_user(log, 0)) == 0
+
+
+def test_shards_generated_in_separate_runs_merge_into_the_same_dataset(tiny, tmp_path):
+    out, meta = tiny
+    assert generate.generate(TINY, str(tmp_path), n_shards=2, processes=1, history_context=20,
+                             shards=[1]) is None                  # one machine's part
+    assert not (tmp_path / "metadata.json").exists()
+    merged = generate.generate(TINY, str(tmp_path), n_shards=2, processes=1,
+                               history_context=20, shards=[0])    # the other completes the set
+    assert _shard_bytes(out) == _shard_bytes(tmp_path)
+    for key in ("splits", "overall", "spec", "chronological_split"):
+        assert merged[key] == meta[key], key
+    assert json.loads((tmp_path / "metadata.json").read_text())["splits"] == meta["splits"]
+    with pytest.raises(ValueError, match=r"shard-00000-of-00002.json: generated with other "
+                                         r"settings \(differ: \['seed'\]\)"):
+        generate.generate(SimConfig(n_users=240, n_days=4, test_days=1, seed=5), str(tmp_path),
+                          n_shards=2, processes=1, history_context=20, shards=[1])
+    with pytest.raises(ValueError, match=r"--shards: shard 2 out of range \[0, 2\)"):
+        generate.generate(TINY, str(tmp_path), n_shards=2, shards=[2])
+    assert generate.parse_shards(["0-2", "5"]) == [0, 1, 2, 5]
+    assert generate.parse_shards([]) is None
