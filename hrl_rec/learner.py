@@ -17,14 +17,15 @@ A train step on a batch of logged lists:
   4. every target_update_period steps, theta' <- tau theta + (1 - tau) theta'.
 Two Adam optimizers keep the counts checkable: `critic_optimizer.iterations` grows by
 critic_steps per step, `actor_optimizer.iterations` by one. Gradients are clipped by global
-norm per optimizer.
+norm per optimizer. Build the Learner inside a tf.distribute strategy's scope to train with it
+(hrl_rec/distribute.py: replicas compute the single-device step of the global batch).
 """
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 
-from hrl_rec import losses, rewards
+from hrl_rec import distribute, losses, rewards
 from hrl_rec.config import HRLConfig, reward_weights
 from hrl_rec.model import HRLRec, candidate_items, soft_update
 
@@ -67,7 +68,9 @@ class Learner:
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.seed = int(seed)
         self.weights = reward_weights(cfg)
+        self.strategy = tf.distribute.get_strategy()
         self.train_step = tf.function(self._train_step, reduce_retracing=True)
+        self.step_on = tf.function(self._step_on)   # next(iterator) in graph: parameter servers
         self.predict = tf.function(self._predict, reduce_retracing=True)
 
     # -- pieces, each testable ---------------------------------------------------------------
@@ -102,8 +105,8 @@ class Learner:
             a_l = self.target.lra.actor(target.s_low[:, 1:])
             a_h = self.target.hra.actor(target.s_high[:, 1:])
         if sigma > 0:
-            a_l += sigma * tf.random.stateless_normal(tf.shape(a_l), seed + [0, 2])
-            a_h += sigma * tf.random.stateless_normal(tf.shape(a_h), seed + [0, 3])
+            a_l += sigma * distribute.replica_normal(tf.shape(a_l), seed + [0, 2])
+            a_h += sigma * distribute.replica_normal(tf.shape(a_h), seed + [0, 3])
         return tf.stop_gradient(a_l), tf.stop_gradient(a_h)
 
     def next_q(self, agent, s_next, a_next):
@@ -133,15 +136,33 @@ class Learner:
 
     # -- the step ----------------------------------------------------------------------------
     def _train_step(self, batch):
+        """One step on a list batch: a dict of tensors, or a strategy's distributed batch."""
+        per_replica, hist = self.strategy.run(self._replica_step, args=(batch,))
+        metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                   for k, v in per_replica.items()}
+        for k, v in hist.items():  # the first local replica's actions
+            metrics[k] = self.strategy.experimental_local_results(v)[0]
+        self.step.assign_add(1)
+        if self.step % self.cfg.target_update_period == 0:
+            soft_update(self.target, self.model, self.cfg.tau)
+        return metrics
+
+    def _step_on(self, iterator):
+        return self._train_step(next(iterator))
+
+    def _replica_step(self, batch):
+        """The step's gradient updates on this replica's rows. Returns its part of each metric
+        (summed over replicas: the global batch's value) and its action histograms."""
         cfg, m, model = self.cfg, self.m, self.model
-        w_l, w_h, w_c, w_s = cfg.loss_weights
         seed = tf.stack([tf.constant(self.seed, tf.int64), self.step])
         weight, done = self.transition_masks(batch)
+        share = distribute.transition_share(weight)
         r_low, r_high, r_parts = self.rewards(batch)
-        tgt = self.target.forward(batch, with_actions=False)
+        per_slot = cfg.per_slot_states
+        tgt = self.target.forward(batch, with_actions=False, per_slot=per_slot)
         s = tf.shape(weight)[1]
         with tf.GradientTape() as tape:
-            fwd = model.forward(batch, noise=cfg.action_noise, seed=seed)
+            fwd = model.forward(batch, noise=cfg.action_noise, seed=seed, per_slot=per_slot)
             y_low, y_high = self.targets(fwd, tgt, r_low, r_high, done, seed)
             s_low, s_high = fwd.s_low[:, :s], fwd.s_high[:, :s]
             critic_low, critic_high = self._critic_losses(model, s_low, s_high, fwd.logged,
@@ -165,20 +186,14 @@ class Learner:
                       + losses.anchor_loss(fwd.a_high, fwd.logged, weight))
             if cfg.action_anchor > 0:
                 total += cfg.action_anchor * anchor
+            scaled = total * share
         critic_vars, other_vars = model.critic_variables, model.non_critic_variables
-        grads = tape.gradient(total, critic_vars + other_vars)
+        grads = tape.gradient(scaled, critic_vars + other_vars)
         critic_norm = self._apply(self.critic_optimizer, grads[:len(critic_vars)], critic_vars)
         actor_norm = self._apply(self.actor_optimizer, grads[len(critic_vars):], other_vars)
-        fixed = [tf.stop_gradient(x) for x in (s_low, s_high, fwd.logged, y_low, y_high)]
-        for _ in tf.range(cfg.critic_steps - 1):
-            with tf.GradientTape() as critic_tape:
-                extra_low, extra_high = self._critic_losses(model, *fixed, weight)
-                extra = w_l * extra_low + w_h * extra_high
-            self._apply(self.critic_optimizer, critic_tape.gradient(extra, critic_vars),
-                        critic_vars)
-        self.step.assign_add(1)
-        if self.step % cfg.target_update_period == 0:
-            soft_update(self.target, model, cfg.tau)
+        self._extra_critic_steps(
+            [tf.stop_gradient(x) for x in (s_low, s_high, fwd.logged, y_low, y_high)],
+            weight, share)
         mean = lambda x: tf.reduce_sum(x * weight) / tf.maximum(tf.reduce_sum(weight), 1.0)  # noqa
         metrics = {
             "loss/total": total, "loss/lra": l_low, "loss/hra": l_high,
@@ -190,22 +205,47 @@ class Learner:
             "q/lra_target": mean(y_low), "q/hra_target": mean(y_high),
             "q/lra_policy": -actor_low, "q/hra_policy": -actor_high,
             "reward/low": mean(r_low), "reward/high": mean(r_high),
-            "grad/critic_norm": critic_norm, "grad/actor_norm": actor_norm,
         }
         for i, name in enumerate(rewards.COMPONENTS):
             metrics[f"reward/{name}"] = mean(r_parts[..., i])
-        metrics["hist/lra_action"] = fwd.a_low
-        metrics["hist/hra_action"] = fwd.a_high
-        return metrics
+        metrics = {k: v * share for k, v in metrics.items()}   # weighted means -> their part
+        replicas = float(distribute.num_replicas())
+        metrics["grad/critic_norm"] = critic_norm / replicas     # equal on every replica
+        metrics["grad/actor_norm"] = actor_norm / replicas
+        metrics["data/transitions"] = tf.reduce_sum(weight)
+        return metrics, {"hist/lra_action": fwd.a_low, "hist/hra_action": fwd.a_high}
+
+    def _extra_critic_steps(self, fixed, weight, share):
+        """critic_steps - 1 critic updates on fixed states, actions and targets."""
+        w_l, w_h, _, _ = self.cfg.loss_weights
+        critic_vars = self.model.critic_variables
+        # Under a tf.distribute strategy each update synchronises (merge_call), which cannot
+        # happen inside a graph while-loop: unroll the loop there.
+        steps = (range if tf.distribute.has_strategy() else tf.range)(self.cfg.critic_steps - 1)
+        for _ in steps:
+            with tf.GradientTape() as critic_tape:
+                extra_low, extra_high = self._critic_losses(self.model, *fixed, weight)
+                extra = (w_l * extra_low + w_h * extra_high) * share
+            self._apply(self.critic_optimizer, critic_tape.gradient(extra, critic_vars),
+                        critic_vars)
 
     def _apply(self, optimizer, grads, variables):
-        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+        """Sums the replicas' gradients, clips the sum by its global norm, applies it. (Keras's
+        optimizer sums over replicas again, hence the division.)"""
+        # Dense: the global norm of an embedding's IndexedSlices counts a row gathered twice as
+        # two rows, not as their sum, and so under-clips.
+        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                 for g, v in zip(grads, variables)]
+        grads = distribute.all_reduce_sum(grads)
+        replicas = distribute.num_replicas()
         clipped, norm = tf.clip_by_global_norm(grads, self.cfg.clip_norm)
+        if replicas > 1:
+            clipped = [g / replicas for g in clipped]
         optimizer.apply_gradients(zip(clipped, variables))
         return norm
 
     def _predict(self, batch):
         """(f(a_t, d_t) [B, S], real-slot mask [B, S]) for the logged items (no noise)."""
-        fwd = self.model.forward(batch)
+        fwd = self.model.forward(batch, per_slot=self.cfg.per_slot_states)
         weight, _ = self.transition_masks(batch)
         return tf.sigmoid(self.model.click_logits(fwd)), weight

@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from hrl_rec.agents import ChannelSelector, ItemRecommender
+from hrl_rec.distribute import replica_normal
 from hrl_rec.features import PACKAGE, ItemEncoder
 
 WINDOW_KEYS = ("item_id", "channel", "slot", "item_fields", "tags", "context", "feedback", "mask",
@@ -150,16 +151,17 @@ class HRLRec(keras.Model):
         return [v for v in self.trainable_variables if id(v) not in ids]
 
     def forward(self, batch: dict, noise: float = 0.0, seed=None,
-                with_actions: bool = True) -> Forward:
+                with_actions: bool = True, per_slot: bool = False) -> Forward:
         """Both agents over a list batch. `noise` is the sigma of the Gaussian action noise
         (Sec. 3.4); `seed` a stateless seed [2] for it. Without actions (a target pass) only
-        the logged items are embedded, not the sampled candidates."""
+        the logged items are embedded, not the sampled candidates. `per_slot`: the states by
+        the straightforward per-slot reference (`_Agent.sequence_states`)."""
         m = self.max_seq_len
         window = window_of(batch)
-        s_low = self.lra(window)
+        s_low = self.lra(window, per_slot=per_slot)
         s = tf.shape(batch["mask"])[1] - m
         constraint = tf.pad(batch["channel"][:, m:], [[0, 0], [0, 1]])  # after the list: unused
-        s_high = self.hra(window, constraint[:, :s + 1])
+        s_high = self.hra(window, constraint[:, :s + 1], per_slot=per_slot)
         if with_actions:
             items, _, _ = candidate_items(batch, m)
         else:
@@ -172,8 +174,8 @@ class HRLRec(keras.Model):
             a_high = self.hra.actor(s_high[:, :-1])
             if noise > 0:
                 seed = tf.zeros([2], tf.int32) if seed is None else seed
-                a_low += noise * tf.random.stateless_normal(tf.shape(a_low), seed)
-                a_high += noise * tf.random.stateless_normal(tf.shape(a_high), seed + [0, 1])
+                a_low += noise * replica_normal(tf.shape(a_low), seed)
+                a_high += noise * replica_normal(tf.shape(a_high), seed + [0, 1])
         return Forward(s_low, s_high, a_low, a_high, logged, cand)
 
     def click_logits(self, fwd: Forward) -> tf.Tensor:

@@ -7,12 +7,22 @@ epochs without gain, then evaluates once on the test split. Checkpoints (tf.trai
 CheckpointManager under MODEL_DIR/ckpt) hold both networks, both optimizers, the step, epoch
 and best validation AUC; a rerun with the same MODEL_DIR resumes where the last one stopped,
 skipping the batches of the interrupted epoch it had already trained on.
+
+Under --strategy (hrl_rec/distribute.py) the networks, optimizers and step live in the
+strategy's scope. Synchronous strategies split each global batch of --batch_size lists over the
+replicas (dropping the last partial batch so the split is even); every multi_worker worker runs
+this loop, and only the chief (worker 0) writes the run folder, the others a scratch folder
+under MODEL_DIR/workers that they delete at the end. Under parameter_server the chief schedules
+the epoch's steps on the workers, each reading its own shard of the batches (1/workers of them,
+repeated), and evaluates and checkpoints itself.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import time
 
 import keras
@@ -23,6 +33,7 @@ from data import pipeline
 from data.progress import Progress
 from data.stats import click_metrics
 from data.writer import write_json
+from hrl_rec import distribute
 from hrl_rec.config import HRLConfig
 from hrl_rec.learner import Learner
 from hrl_rec.model import HRLRec, target_copy
@@ -44,6 +55,7 @@ class RunSettings:
     log_every: int = 20
     checkpoint_every: int = 200
     eval_batch_size: int = 512
+    strategy: str = "default"
 
 
 def build_model(spec: dict, cfg: HRLConfig) -> HRLRec:
@@ -67,13 +79,20 @@ def evaluate(learner: Learner, ds) -> dict:
 
 
 class Runner:
-    def __init__(self, cfg: HRLConfig, run: RunSettings, flags_record: dict | None = None):
+    def __init__(self, cfg: HRLConfig, run: RunSettings, flags_record: dict | None = None,
+                 strategy: tf.distribute.Strategy | None = None):
         self.cfg, self.run_settings = cfg, run
         self.flags_record = flags_record or dataclasses.asdict(cfg)
         self.meta = pipeline.load_metadata(run.data_dir)
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.chief = distribute.is_chief(run.strategy)
+        kind, index = distribute.task_of(run.strategy)
+        self.out_dir = run.model_dir if self.chief else os.path.join(
+            run.model_dir, "workers", f"{kind}-{index}")
         keras.utils.set_random_seed(run.seed)
-        self.model = build_model(self.meta["spec"], cfg)
-        self.learner = Learner(self.model, target_copy(self.model), cfg, seed=run.seed)
+        with self.strategy.scope():
+            self.model = build_model(self.meta["spec"], cfg)
+            self.learner = Learner(self.model, target_copy(self.model), cfg, seed=run.seed)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.epoch_start_step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.best_auc = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
@@ -85,9 +104,17 @@ class Runner:
             epoch_start_step=self.epoch_start_step, best_auc=self.best_auc,
             best_epoch=self.best_epoch)
         self.manager = tf.train.CheckpointManager(self.checkpoint,
-                                                  os.path.join(run.model_dir, "ckpt"), 3)
-        self.best_path = os.path.join(run.model_dir, "best.weights.h5")
-        self.writer = tf.summary.create_file_writer(os.path.join(run.model_dir, "tb"))
+                                                  os.path.join(self.out_dir, "ckpt"), 3)
+        self.best_path = os.path.join(self.out_dir, "best.weights.h5")
+        self.writer = tf.summary.create_file_writer(os.path.join(self.out_dir, "tb"))
+        self.coordinator = None
+        if run.strategy == "parameter_server":
+            self.coordinator = tf.distribute.coordinator.ClusterCoordinator(self.strategy)
+        self._worker_batches = None
+
+    @property
+    def step(self) -> int:
+        return int(self.learner.step.numpy())
 
     # -- data --------------------------------------------------------------------------------
     def _valid_start(self) -> int:
@@ -102,9 +129,31 @@ class Runner:
             shuffle=train, candidates_per_channel=cfg.candidates_per_channel if train else 0,
             **kw)
 
-    def train_data(self, epoch: int):
+    def train_data(self, epoch: int, **kw):
         return self._lists("train", True, seed=self.run_settings.seed + epoch,
-                           max_time=self._valid_start())
+                           max_time=self._valid_start(), **kw)
+
+    def _replicated_batches(self, epoch: int, skip: int):
+        """The epoch's batches from `skip` on, split over the strategy's replicas."""
+        if self.strategy.num_replicas_in_sync == 1 and self.run_settings.strategy == "default":
+            return self.train_data(epoch).skip(skip)
+        ds = self.train_data(epoch, drop_remainder=True).skip(skip)
+        options = tf.data.Options()  # every worker reads the batches and keeps its part
+        options.experimental_distribute.auto_shard_policy = \
+            tf.data.experimental.AutoShardPolicy.DATA
+        return self.strategy.experimental_distribute_dataset(ds.with_options(options))
+
+    def _worker_iterator(self):
+        """Parameter servers: each worker's own shard of the training batches, repeated."""
+        if self._worker_batches is None:
+            workers = distribute.worker_count(self.run_settings.strategy)
+
+            def batches():
+                index = tf.distribute.coordinator.experimental_get_current_worker_index()
+                return self.train_data(0, repeat=True).shard(workers, index)
+
+            self._worker_batches = iter(self.coordinator.create_per_worker_dataset(batches))
+        return self._worker_batches
 
     def valid_data(self):
         return self._lists("train", False, min_time=self._valid_start())
@@ -114,10 +163,12 @@ class Runner:
 
     # -- loop --------------------------------------------------------------------------------
     def restore(self) -> bool:
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-            print(f"resumed from {self.manager.latest_checkpoint} at step "
-                  f"{int(self.learner.step)}, epoch {int(self.epoch) + 1}", flush=True)
+        """Restores the chief's latest checkpoint (every worker resumes from the same one)."""
+        latest = tf.train.latest_checkpoint(os.path.join(self.run_settings.model_dir, "ckpt"))
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            print(f"resumed from {latest} at step {self.step}, epoch {int(self.epoch) + 1}",
+                  flush=True)
             return True
         return False
 
@@ -148,47 +199,82 @@ class Runner:
     def train(self) -> dict:
         run = self.run_settings
         self.restore()
-        self._log_hparams()
+        if self.chief:
+            self._log_hparams()
         per_epoch = max(self._train_lists() // self.cfg.batch_size, 1)
-        transitions, seconds, steps = 0, 0.0, 0
+        transitions, seconds, steps = 0.0, 0.0, 0
         stop = False
         while int(self.epoch) < run.epochs and not stop:
             epoch = int(self.epoch)
-            done_in_epoch = int(self.learner.step) - int(self.epoch_start_step)
+            done_in_epoch = self.step - int(self.epoch_start_step)
             total = per_epoch if run.max_steps <= 0 else min(per_epoch, run.max_steps)
             progress = Progress(total, f"epoch {epoch + 1}/{run.epochs}", unit="steps")
             progress.update(done_in_epoch)
             start = time.monotonic()
-            for batch in self.train_data(epoch).skip(done_in_epoch):
-                if run.max_steps and int(self.learner.step) >= run.max_steps:
-                    stop = True
-                    break
-                metrics = self.learner.train_step(batch)
-                steps += 1
-                step = int(self.learner.step)
-                transitions += int(tf.reduce_sum(tf.cast(batch["mask"][:, self.cfg.max_seq_len:]
-                                                         > 0, tf.int32)))
-                if step % run.log_every == 0 or step == 1:
-                    self._log(metrics, step)
-                    progress.update(1, extra=f"loss {float(metrics['loss/total']):.4f} click "
-                                    f"{float(metrics['loss/click']):.4f}")
-                else:
-                    progress.update(1)
-                if step % run.checkpoint_every == 0:
-                    self.manager.save(checkpoint_number=step)
+            epoch_steps = max(total - done_in_epoch, 0)
+            if self.coordinator is None:
+                stop, n, t = self._train_sync(epoch, done_in_epoch, progress)
+            else:
+                stop, n, t = self._train_async(epoch_steps, progress)
+            steps, transitions = steps + n, transitions + t
             seconds += time.monotonic() - start
             if stop:
-                self.manager.save(checkpoint_number=int(self.learner.step))
+                self.manager.save(checkpoint_number=self.step)
                 break
             stop = self._end_epoch(epoch)
-        return {"transitions": transitions, "train_seconds": seconds,
+        return {"transitions": int(transitions), "train_seconds": seconds,
                 "transitions_per_s": transitions / max(seconds, 1e-9),
                 "steps_per_s": steps / max(seconds, 1e-9)}
+
+    def _max_steps_reached(self, step: int) -> bool:
+        return bool(self.run_settings.max_steps) and step >= self.run_settings.max_steps
+
+    def _train_sync(self, epoch: int, skip: int, progress: Progress):
+        """One epoch of synchronous steps -> (stopped by max_steps, steps, transitions)."""
+        steps, transitions = 0, 0.0
+        for batch in self._replicated_batches(epoch, skip):
+            if self._max_steps_reached(self.step):
+                return True, steps, transitions
+            metrics = self.learner.train_step(batch)
+            steps += 1
+            transitions += float(metrics.pop("data/transitions"))
+            self._after_step(self.step, metrics, progress)
+        return False, steps, transitions
+
+    def _train_async(self, n_steps: int, progress: Progress):
+        """One epoch of steps scheduled on parameter-server workers (asynchronous)."""
+        iterator, results = self._worker_iterator(), []
+        first = self.step
+        for i in range(n_steps):
+            step = first + i + 1
+            if self._max_steps_reached(step - 1):
+                break
+            results.append(self.coordinator.schedule(self.learner.step_on, args=(iterator,)))
+            log = step % self.run_settings.log_every == 0 or step == 1
+            self._after_step(step, results[-1].fetch() if log else None, progress)
+        self.coordinator.join()
+        transitions = sum(float(r.fetch()["data/transitions"]) for r in results)
+        return self._max_steps_reached(self.step), len(results), transitions
+
+    def _after_step(self, step: int, metrics: dict | None, progress: Progress) -> None:
+        """Summaries, the progress line and periodic checkpoints (metrics: None = not logged)."""
+        if metrics is not None and (step % self.run_settings.log_every == 0 or step == 1):
+            metrics = {k: v for k, v in metrics.items() if k != "data/transitions"}
+            self._log(metrics, step)
+            progress.update(1, extra=f"loss {float(metrics['loss/total']):.4f} click "
+                            f"{float(metrics['loss/click']):.4f}")
+        else:
+            progress.update(1)
+        if step % self.run_settings.checkpoint_every == 0:
+            if self.coordinator is not None:
+                self.coordinator.join()
+            self.manager.save(checkpoint_number=self.step)
 
     def _end_epoch(self, epoch: int) -> bool:
         """Validation AUC, best weights, early stopping; -> whether to stop."""
         valid = evaluate(self.learner, self.valid_data())
-        step = int(self.learner.step)
+        valid["auc"] = distribute.agree(self.strategy, valid["auc"])
+        step = self.step
         with self.writer.as_default(step=step):
             tf.summary.scalar("eval/valid_auc", valid["auc"])
             tf.summary.scalar("eval/valid_logloss", valid["logloss"])
@@ -206,17 +292,25 @@ class Runner:
         return epoch + 1 - int(self.best_epoch) >= self.run_settings.patience
 
     def finish(self, train_stats: dict, wall_seconds: float) -> dict:
-        """Best weights -> test evaluation -> eval.json and model.keras."""
+        """Best weights -> test evaluation -> eval.json and model.keras (the chief); other
+        workers delete their scratch folder and return their training figures."""
+        if not self.chief:
+            self.writer.close()
+            shutil.rmtree(self.out_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):   # the last worker out removes workers/
+                os.rmdir(os.path.dirname(self.out_dir))
+            return {**train_stats, "steps": self.step}
         if os.path.exists(self.best_path):
             self.model.load_weights(self.best_path)
         test = evaluate(self.learner, self.test_data())
-        step = int(self.learner.step)
+        step = self.step
         with self.writer.as_default(step=step):
             tf.summary.scalar("eval/auc", test["auc"])
             tf.summary.scalar("eval/logloss", test["logloss"])
         self.writer.flush()
         report = {**test, "valid_auc": float(self.best_auc), "best_epoch": int(self.best_epoch),
-                  "steps": step, **train_stats,
+                  "steps": step, **train_stats, "strategy": self.run_settings.strategy,
+                  "replicas": self.strategy.num_replicas_in_sync,
                   "wall_seconds": wall_seconds, "flags": self.flags_record}
         tmp = os.path.join(self.run_settings.model_dir, "model.tmp.keras")
         self.model.save(tmp)
@@ -225,12 +319,13 @@ class Runner:
         return report
 
 
-def run(cfg: HRLConfig, settings: RunSettings, flags_record: dict | None = None) -> dict:
+def run(cfg: HRLConfig, settings: RunSettings, flags_record: dict | None = None,
+        strategy: tf.distribute.Strategy | None = None) -> dict:
     start = time.monotonic()
     os.makedirs(settings.model_dir, exist_ok=True)
-    runner = Runner(cfg, settings, flags_record)
+    runner = Runner(cfg, settings, flags_record, strategy)
     stats = runner.train()
     report = runner.finish(stats, time.monotonic() - start)
-    print(json.dumps({k: report.get(k) for k in ("auc", "logloss", "oracle_auc", "valid_auc",
-                                                  "steps", "transitions_per_s")}), flush=True)
+    keys = ("auc", "logloss", "oracle_auc", "valid_auc", "steps", "transitions_per_s")
+    print(json.dumps({k: report[k] for k in keys if k in report}), flush=True)
     return report

@@ -22,6 +22,7 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     from data.config_flags import define_flags as define_config_flags
     from hrl_rec.config import HRLConfig
+    from hrl_rec.distribute import STRATEGIES
     flags.DEFINE_string("data_dir", "datasets/sim_small", "Dataset folder (generated if missing).")
     flags.DEFINE_string("data_flagfile", "configs/sim_small.flags",
                         "data.generate preset used when --data_dir holds no dataset.")
@@ -39,6 +40,16 @@ def define_flags() -> None:
     flags.DEFINE_integer("checkpoint_every", 200, "Steps between checkpoints.")
     flags.DEFINE_integer("eval_batch_size", 512, "Lists per evaluation batch.")
     flags.DEFINE_boolean("validate_data", True, "Check every record against the schema first.")
+    flags.DEFINE_enum("strategy", "default", list(STRATEGIES),
+                      "tf.distribute strategy (hrl_rec/distribute.py; README 'Training on a "
+                      "cluster'): multi_worker and parameter_server read TF_CONFIG.")
+    flags.DEFINE_integer("cpu_replicas", 0, "With --strategy=mirrored on a machine without "
+                         "GPUs: split the CPU into this many logical devices (replicas).")
+    flags.DEFINE_integer("server_inter_op_threads", 0, "parameter_server worker/ps tasks: "
+                         "inter-op threads of the server (0: workers + 1, the least that "
+                         "cannot deadlock).")
+    flags.DEFINE_integer("dataset_wait_s", 3600, "multi_worker: how long a non-chief worker "
+                         "waits for the chief to generate a missing dataset.")
     define_config_flags(HRLConfig)
 
 
@@ -58,13 +69,56 @@ def ensure_dataset(data_dir: str, data_flagfile: str) -> None:
         raise SystemExit(f"data generation failed (exit {done.returncode}): {' '.join(cmd)}")
 
 
+def wait_for_dataset(data_dir: str, seconds: float) -> None:
+    """A non-chief worker's wait for the chief to generate the dataset."""
+    path, start = os.path.join(data_dir, "metadata.json"), time.monotonic()
+    while not os.path.exists(path):
+        if time.monotonic() - start > seconds:
+            raise SystemExit(f"{path} did not appear within --dataset_wait_s={seconds:g}")
+        print(f"waiting for the chief to write {path}", flush=True)
+        time.sleep(min(10.0, seconds))
+
+
+def make_strategy():
+    """The --strategy of this process (before any other TensorFlow op), or None for the
+    worker and ps tasks of a parameter-server cluster, which only serve."""
+    from hrl_rec import distribute
+    if FLAGS.cpu_replicas and FLAGS.strategy != "mirrored":
+        raise app.UsageError(f"--cpu_replicas={FLAGS.cpu_replicas}: only used with "
+                             f"--strategy=mirrored (got --strategy={FLAGS.strategy})")
+    try:
+        distribute.split_cpu(FLAGS.cpu_replicas)
+        kind, _ = distribute.task_of(FLAGS.strategy)
+        if FLAGS.strategy == "parameter_server" and kind in ("worker", "ps"):
+            distribute.serve(FLAGS.strategy, FLAGS.server_inter_op_threads)
+            return None
+        strategy = distribute.make_strategy(FLAGS.strategy)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+    sync = strategy.num_replicas_in_sync
+    if FLAGS.batch_size % sync:
+        raise app.UsageError(f"--batch_size={FLAGS.batch_size}: expected a multiple of the "
+                             f"{sync} replicas of --strategy={FLAGS.strategy} (the global batch "
+                             f"is split evenly)")
+    return strategy
+
+
 def main(argv):
     del argv
     from data.config_flags import from_flags
     from data.pipeline import load_metadata, validate_split
-    from hrl_rec import config, runner
+    from hrl_rec import config, distribute, runner
     cfg = from_flags(config.HRLConfig)
-    ensure_dataset(FLAGS.data_dir, FLAGS.data_flagfile)
+    if FLAGS.strategy in ("multi_worker", "parameter_server") and not FLAGS.model_dir:
+        raise app.UsageError(f"--strategy={FLAGS.strategy}: --model_dir is required (every "
+                             f"task of the cluster must name the same shared folder)")
+    strategy = make_strategy()
+    if strategy is None:
+        return
+    if distribute.is_chief(FLAGS.strategy):
+        ensure_dataset(FLAGS.data_dir, FLAGS.data_flagfile)
+    else:
+        wait_for_dataset(FLAGS.data_dir, FLAGS.dataset_wait_s)
     try:
         config.validate(cfg, len(load_metadata(FLAGS.data_dir)["spec"]["channel_names"]))
     except ValueError as e:
@@ -79,16 +133,16 @@ def main(argv):
         data_dir=FLAGS.data_dir, model_dir=model_dir, epochs=FLAGS.epochs,
         max_steps=FLAGS.max_steps, patience=FLAGS.patience, valid_days=FLAGS.valid_days,
         seed=FLAGS.seed, log_every=FLAGS.log_every, checkpoint_every=FLAGS.checkpoint_every,
-        eval_batch_size=FLAGS.eval_batch_size)
+        eval_batch_size=FLAGS.eval_batch_size, strategy=FLAGS.strategy)
     record = {name: FLAGS[name].value for name in RUN_FLAGS + [
         f.name for f in dataclasses.fields(config.HRLConfig)]}
     print(f"training HRL-Rec into {model_dir}", flush=True)
-    runner.run(cfg, settings, record)
+    runner.run(cfg, settings, record, strategy)
 
 
 RUN_FLAGS = ["data_dir", "data_flagfile", "model_dir", "experiment", "epochs", "max_steps",
              "patience", "valid_days", "seed", "log_every", "checkpoint_every",
-             "eval_batch_size", "validate_data"]
+             "eval_batch_size", "validate_data", "strategy", "cpu_replicas"]
 
 if __name__ == "__main__":
     define_flags()

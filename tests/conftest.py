@@ -7,6 +7,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # filters TF's C++ info line
 
 import pytest  # noqa: E402
 
+from hrl_rec.distribute import split_cpu  # noqa: E402
+
+# Two logical CPUs for the MirroredStrategy tests; this must happen before any op runs, and
+# ops without a device scope still run on the first one.
+split_cpu(2)
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = pathlib.Path(os.environ.get("HRL_REC_SHARED_DATA", REPO.parent / "shared" / "data"))
 
