@@ -124,10 +124,37 @@ class _Agent(keras.layers.Layer):
         fields, profile = self.fields(window)
         return self.attention(fields), self.initial_state(profile)
 
-    def sequence_states(self, window: dict) -> tf.Tensor:
-        """[B, L - m + 1, d_h]: the GRU state of each window of m positions (Eq. 2)."""
+    def sequence_states(self, window: dict, per_slot: bool = False) -> tf.Tensor:
+        """[B, L - m + 1, d_h]: the GRU state of each window of m positions (Eq. 2).
+
+        per_slot=True is the straightforward reference for the sliding window: one state at a
+        time, each from its own m behaviours' raw fields (the field encodings are not shared
+        between the overlapping windows). Same values, about S times the field-attention work.
+        """
+        if per_slot:
+            return self._per_slot_states(window)
         f, h0 = self.behaviours(window)
         return self.encoder(f, window["mask"], h0)
+
+    def _per_slot_states(self, window: dict) -> tf.Tensor:
+        if self.options["state_window"] != "sliding":
+            raise ValueError("per-slot states are the reference of state_window='sliding'")
+        m, span = self.options["max_seq_len"], self.fields.span
+        # `span` earlier positions feed each position's cumulative fields; zero padding adds
+        # nothing to them, so window t's fields equal those of the whole-list computation.
+        padded = {k: (v if k in ("user_id", "user_fields") else tf.pad(
+            v, [[0, 0], [span, 0]] + [[0, 0]] * (len(v.shape) - 2))) for k, v in window.items()}
+
+        def state(t):
+            part = {k: (v if k in ("user_id", "user_fields") else v[:, t:t + span + m])
+                    for k, v in padded.items()}
+            fields, profile = self.fields(part)
+            f = self.attention(fields[:, span:])
+            return self.encoder(f, part["mask"][:, span:], self.initial_state(profile))[:, 0]
+
+        n = tf.shape(window["mask"])[1] - m + 1
+        states = tf.map_fn(state, tf.range(n), fn_output_signature=tf.float32)
+        return tf.transpose(states, [1, 0, 2])
 
     def q(self, s, a, k: int = 0, frozen: bool = False):
         return self.critics[k](s, a, frozen=frozen)
@@ -146,8 +173,8 @@ class ChannelSelector(_Agent):
 
     level = "channel"
 
-    def call(self, window):
-        return self.sequence_states(window)
+    def call(self, window, per_slot: bool = False):
+        return self.sequence_states(window, per_slot)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -178,5 +205,5 @@ class ItemRecommender(_Agent):
     def with_constraint(self, states, constraint):
         return tf.concat([states, self.constraint_table(constraint)], axis=-1)
 
-    def call(self, window, constraint):
-        return self.with_constraint(self.sequence_states(window), constraint)
+    def call(self, window, constraint, per_slot: bool = False):
+        return self.with_constraint(self.sequence_states(window, per_slot), constraint)

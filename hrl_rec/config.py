@@ -33,6 +33,11 @@ class HRLConfig:
                                    "exactly its m behaviours (Eq. 2); prefix: one GRU run over "
                                    "the m + S window, slot t reads step m + t (faster, sees "
                                    "up to t more behaviours).")
+    per_slot_states: bool = help_field(
+        False, "The straightforward reference (sliding window only): each slot's state from its "
+        "own m behaviours' raw fields, one slot at a time, nothing shared between the "
+        "overlapping windows. Same values as sliding, for speed comparisons (benchmarks/"
+        "train_speed.py).")
     critic_direction: bool = help_field(
         False, "The critics read the action's direction a/||a|| (actions act only through "
         "cosine similarity); false = Eq. 5/8 literally, on the raw action.")
@@ -98,6 +103,8 @@ def validate(cfg: HRLConfig, n_channels: int) -> None:
     """Raises ValueError naming the flag when settings are inconsistent."""
     checks = [
         (cfg.state_window in STATE_WINDOWS, "state_window", f"one of {STATE_WINDOWS}"),
+        (cfg.state_window == "sliding" or not cfg.per_slot_states, "per_slot_states",
+         f"false with --state_window={cfg.state_window} (it is the sliding window's reference)"),
         (cfg.target_q in TARGET_Q, "target_q", f"one of {TARGET_Q}"),
         (cfg.reward_form in REWARD_FORMS, "reward_form", f"one of {REWARD_FORMS}"),
         (cfg.max_seq_len >= 1, "max_seq_len", ">= 1"),

@@ -152,6 +152,29 @@ def test_config_validation_names_the_flag():
                                ({"reward_click": (1.0, 1.0)}, "--reward_click=.*4 values"),
                                ({"embedding_dim": 30}, "--embedding_dim=30: expected a multiple"),
                                ({"gamma": 1.5}, "--gamma=1.5"),
-                               ({"loss_weights": (1.0,)}, "--loss_weights")]:
+                               ({"loss_weights": (1.0,)}, "--loss_weights"),
+                               ({"per_slot_states": True, "state_window": "prefix"},
+                                "--per_slot_states=True: expected false with --state_window=prefix")]:
         with pytest.raises(ValueError, match=pattern):
             validate(HRLConfig(**overrides), 4)
+
+
+def test_per_slot_reference_computes_the_sliding_window_values():
+    """The straightforward per-slot states (each window from its raw fields) equal the shared
+    sliding-window computation, and so does a whole train step."""
+    model = tiny_model()
+    batch = list_batch(b=3)
+    window = {k: batch[k] for k in ("item_id", "channel", "slot", "item_fields", "tags",
+                                    "context", "feedback", "mask", "user_id", "user_fields")}
+    constraint = batch["channel"][:, 3:]
+    np.testing.assert_allclose(model.lra(window, per_slot=True), model.lra(window), atol=1e-5)
+    np.testing.assert_allclose(model.hra(window, constraint, per_slot=True),
+                               model.hra(window, constraint), atol=1e-5)
+    weights = model.get_weights()
+    results = []
+    for per_slot in (False, True):
+        model.set_weights(weights)
+        learner = Learner(model, target_copy(model), tiny_config(per_slot_states=per_slot), seed=1)
+        results.append(learner.train_step(batch))
+    for name in ("loss/total", "loss/lra_critic", "loss/hra_actor", "q/hra_target"):
+        np.testing.assert_allclose(results[1][name], results[0][name], rtol=1e-4, err_msg=name)
