@@ -31,6 +31,7 @@ flags.DEFINE_integer("candidates_per_channel", 200, "Candidates per channel (pap
 flags.DEFINE_integer("requests", 300, "Timed single-request calls (after 10 warm-up calls).")
 flags.DEFINE_integer("batch", 64, "Requests per call for the throughput figure.")
 flags.DEFINE_integer("batches", 20, "Timed batched calls.")
+flags.DEFINE_boolean("jit_compile", False, "Export with XLA compilation of the slate function.")
 FLAGS = flags.FLAGS
 
 
@@ -64,9 +65,10 @@ def main(argv):
                        **SIZES[FLAGS.sizes])
     settings = dict(max_seq_len=model.max_seq_len, hidden_dim=model.options["hidden_dim"],
                     state_window=model.options["state_window"],
-                    candidates=4 * FLAGS.candidates_per_channel)
+                    candidates=4 * FLAGS.candidates_per_channel, xla=FLAGS.jit_compile)
     with tempfile.TemporaryDirectory() as tmp:
-        served = tf.saved_model.load(export(model, os.path.join(tmp, "export")))
+        served = tf.saved_model.load(export(model, os.path.join(tmp, "export"),
+                                            FLAGS.jit_compile))
         serve = served.signatures["serving_default"]
         rng = np.random.default_rng(0)
         one = random_request(model.spec, model.max_seq_len, 1, FLAGS.candidates_per_channel, rng)

@@ -93,8 +93,12 @@ class SlatePolicy:
             states = {}
             for name, agent in agents:
                 if t > 0:  # encode the item placed at slot t - 1 (only that position is new)
-                    fields, _ = agent.fields(window)
-                    f_new = agent.attention(fields[:, m + t - 1:m + t])
+                    # its cumulative fields read the `span` positions before it, no others
+                    lo = max(0, m + t - 1 - agent.fields.span)
+                    part = {k: (v if k in ("user_id", "user_fields") else v[:, lo:m + t])
+                            for k, v in window.items()}
+                    fields, _ = agent.fields(part)
+                    f_new = agent.attention(fields[:, -1:])
                     if stepped[name]:
                         running[name] = agent.encoder.step(f_new[:, 0], running[name],
                                                            window["mask"][:, m + t - 1])

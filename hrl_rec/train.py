@@ -83,9 +83,7 @@ def make_strategy():
     """The --strategy of this process (before any other TensorFlow op), or None for the
     worker and ps tasks of a parameter-server cluster, which only serve."""
     from hrl_rec import distribute
-    if FLAGS.cpu_replicas and FLAGS.strategy != "mirrored":
-        raise app.UsageError(f"--cpu_replicas={FLAGS.cpu_replicas}: only used with "
-                             f"--strategy=mirrored (got --strategy={FLAGS.strategy})")
+    check_strategy_flags(FLAGS.strategy, FLAGS.cpu_replicas, FLAGS.model_dir)
     try:
         distribute.split_cpu(FLAGS.cpu_replicas)
         kind, _ = distribute.task_of(FLAGS.strategy)
@@ -95,12 +93,24 @@ def make_strategy():
         strategy = distribute.make_strategy(FLAGS.strategy)
     except ValueError as e:
         raise app.UsageError(str(e)) from None
-    sync = strategy.num_replicas_in_sync
-    if FLAGS.batch_size % sync:
-        raise app.UsageError(f"--batch_size={FLAGS.batch_size}: expected a multiple of the "
-                             f"{sync} replicas of --strategy={FLAGS.strategy} (the global batch "
-                             f"is split evenly)")
+    check_strategy_flags(FLAGS.strategy, FLAGS.cpu_replicas, FLAGS.model_dir,
+                         FLAGS.batch_size, strategy.num_replicas_in_sync)
     return strategy
+
+
+def check_strategy_flags(strategy: str, cpu_replicas: int, model_dir: str | None,
+                         batch_size: int = 0, replicas: int = 1) -> None:
+    """Raises app.UsageError naming the flag for inconsistent distribution flags."""
+    if cpu_replicas and strategy != "mirrored":
+        raise app.UsageError(f"--cpu_replicas={cpu_replicas}: only used with "
+                             f"--strategy=mirrored (got --strategy={strategy})")
+    if strategy in ("multi_worker", "parameter_server") and not model_dir:
+        raise app.UsageError(f"--strategy={strategy}: --model_dir is required (every task of "
+                             f"the cluster must name the same shared folder)")
+    if batch_size % replicas:
+        raise app.UsageError(f"--batch_size={batch_size}: expected a multiple of the "
+                             f"{replicas} replicas of --strategy={strategy} (the global batch "
+                             f"is split evenly)")
 
 
 def main(argv):
@@ -109,9 +119,6 @@ def main(argv):
     from data.pipeline import load_metadata, validate_split
     from hrl_rec import config, distribute, runner
     cfg = from_flags(config.HRLConfig)
-    if FLAGS.strategy in ("multi_worker", "parameter_server") and not FLAGS.model_dir:
-        raise app.UsageError(f"--strategy={FLAGS.strategy}: --model_dir is required (every "
-                             f"task of the cluster must name the same shared folder)")
     strategy = make_strategy()
     if strategy is None:
         return

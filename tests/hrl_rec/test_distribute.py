@@ -2,6 +2,7 @@
 two logical CPUs of conftest.py compute the single-device steps of the global batch."""
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -9,8 +10,9 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import app
 
-from hrl_rec import distribute
+from hrl_rec import distribute, train
 from hrl_rec.learner import Learner
 from hrl_rec.model import target_copy
 from tests.conftest import REPO
@@ -140,10 +142,9 @@ def test_two_multi_worker_workers_match_one_device(sim_data, tmp_path):
     workers = _free_ports(2)
     procs = [_launch([*common, f"--model_dir={tmp_path / 'mw'}", "--strategy=multi_worker"],
                      {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})
-             for i in (1, 0)]
+             for i in (1, 0)] + [_launch([*common, f"--model_dir={tmp_path / 'one'}"])]
     for proc in procs:
         _finish(proc)
-    _finish(_launch([*common, f"--model_dir={tmp_path / 'one'}"]))
     mw = json.loads((tmp_path / "mw" / "eval.json").read_text())
     one = json.loads((tmp_path / "one" / "eval.json").read_text())
     assert mw["strategy"] == "multi_worker" and mw["replicas"] == 2 and mw["steps"] == 4
@@ -172,13 +173,15 @@ def test_parameter_server_cluster_trains_asynchronously(sim_data, tmp_path):
 
 
 def test_cli_strategy_errors_name_the_flag(sim_data, tmp_path):
-    cases = [(["--strategy=multi_worker", f"--model_dir={tmp_path}"], None,
-              "--strategy=multi_worker: expected the TF_CONFIG"),
-             (["--strategy=mirrored", "--cpu_replicas=2", "--batch_size=33"], None,
-              "--batch_size=33: expected a multiple of the 2 replicas"),
-             (["--cpu_replicas=2"], None, "--cpu_replicas=2: only used with --strategy=mirrored"),
-             (["--strategy=parameter_server"], None, "--model_dir is required")]
-    for args, tf_config, message in cases:
-        proc = _launch([f"--data_dir={sim_data}", *args], tf_config)
-        out, _ = proc.communicate(timeout=120)
-        assert proc.returncode != 0 and message in out, out[-2000:]
+    proc = _launch([f"--data_dir={sim_data}", "--strategy=multi_worker",
+                    f"--model_dir={tmp_path}"])
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "--strategy=multi_worker: expected the TF_CONFIG" in out
+    for args, message in (
+            (("mirrored", 0, "m", 33, 2), "--batch_size=33: expected a multiple of the 2 "
+                                          "replicas of --strategy=mirrored"),
+            (("default", 2, "m"), "--cpu_replicas=2: only used with --strategy=mirrored"),
+            (("parameter_server", 0, None), "--strategy=parameter_server: --model_dir is "
+                                            "required")):
+        with pytest.raises(app.UsageError, match=re.escape(message)):
+            train.check_strategy_flags(*args)

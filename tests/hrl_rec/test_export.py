@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 
-from hrl_rec.export import OUTPUTS, export
+from hrl_rec.export import OUTPUTS, SlateServer, export, request_signature
 from hrl_rec.policy import SlatePolicy, request_from_lists
 from tests.conftest import REPO
 from tests.hrl_rec.helpers import list_batch, tiny_model
@@ -38,3 +38,17 @@ def test_export_serves_the_same_slates_in_a_fresh_process(tmp_path):
     one = {k: v[:1] for k, v in request.items()}
     single = SlatePolicy(model, 10)(one)
     np.testing.assert_array_equal(single["item_id"].numpy(), expected["item_id"].numpy()[:1])
+
+
+
+def test_xla_compiled_server_gives_the_same_slates():
+    model = tiny_model(state_window="prefix")
+    request = request_from_lists(list_batch(b=3, k=3, seed=5), 4)
+    expected = SlatePolicy(model, 10)(request)
+    names = [s.name for s in request_signature(model.spec, model.max_seq_len)]
+    served = SlateServer(model, jit_compile=True).serve(*[request[n] for n in names])
+    for key in ("item_id", "channel"):
+        np.testing.assert_array_equal(served[key].numpy(), expected[key].numpy())
+    for key in ("score", "ctr", "propensity"):
+        np.testing.assert_allclose(served[key].numpy(), expected[key].numpy(), rtol=1e-5,
+                                   atol=1e-6)
