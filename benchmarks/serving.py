@@ -5,8 +5,9 @@
 Exports the model of --model_dir (or an untrained one at --sizes: speed does not depend on the
 weights) to a temporary folder, loads it with tf.saved_model.load and times its
 serving_default signature on requests with m history impressions and 4 x 200 candidates (the
-paper's top 200 per channel). Lines: `serving_p50_ms` and `serving_p99_ms` (one request per
-call) and `serving_batched_requests_per_s` (--batch requests per call).
+paper's top 200 per channel). Lines, for the export without and with XLA (`xla` in the
+settings): `serving_p50_ms` and `serving_p99_ms` (one request per call) and
+`serving_batched_requests_per_s` (--batch requests per call).
 """
 import os
 import tempfile
@@ -31,7 +32,8 @@ flags.DEFINE_integer("candidates_per_channel", 200, "Candidates per channel (pap
 flags.DEFINE_integer("requests", 300, "Timed single-request calls (after 10 warm-up calls).")
 flags.DEFINE_integer("batch", 64, "Requests per call for the throughput figure.")
 flags.DEFINE_integer("batches", 20, "Timed batched calls.")
-flags.DEFINE_boolean("jit_compile", False, "Export with XLA compilation of the slate function.")
+flags.DEFINE_list("xla", ["off", "on"], "Export without / with XLA compilation of the slate "
+                  "function (hrl_rec.export --jit_compile); each is timed.")
 FLAGS = flags.FLAGS
 
 
@@ -63,12 +65,18 @@ def main(argv):
     else:
         model = HRLRec(load_metadata(FLAGS.data_dir)["spec"], state_window=FLAGS.state_window,
                        **SIZES[FLAGS.sizes])
+    for xla in FLAGS.xla:
+        if xla not in ("off", "on"):
+            raise app.UsageError(f"--xla={xla}: expected off or on")
+        time_export(model, xla == "on")
+
+
+def time_export(model, xla: bool) -> None:
     settings = dict(max_seq_len=model.max_seq_len, hidden_dim=model.options["hidden_dim"],
                     state_window=model.options["state_window"],
-                    candidates=4 * FLAGS.candidates_per_channel, xla=FLAGS.jit_compile)
+                    candidates=4 * FLAGS.candidates_per_channel, xla=xla)
     with tempfile.TemporaryDirectory() as tmp:
-        served = tf.saved_model.load(export(model, os.path.join(tmp, "export"),
-                                            FLAGS.jit_compile))
+        served = tf.saved_model.load(export(model, os.path.join(tmp, "export"), xla))
         serve = served.signatures["serving_default"]
         rng = np.random.default_rng(0)
         one = random_request(model.spec, model.max_seq_len, 1, FLAGS.candidates_per_channel, rng)

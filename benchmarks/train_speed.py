@@ -1,14 +1,23 @@
-"""HRL-Rec training speed: transitions/s and peak memory of the full train step.
+"""HRL-Rec training speed: transitions/s, achieved GFLOP/s and peak memory of the full step.
 
     python -m benchmarks.train_speed [--data_dir=datasets/sim_small] [--steps=5]
 
 One full train step = both agents, the target network pass, critic_steps critic updates, all
 four losses and the soft update, on a batch of 256 logged lists from the dataset (held in
 memory, so the input pipeline is not timed). A transition is one list slot (each agent learns
-from it). Settings: the paper's sizes (m 50, d 32, d_h 128, 4 heads) and the quickstart's
-(m 20, d 16, d_h 64, 2 heads), each with the sliding (Eq. 2) and prefix state windows. Lines:
-`full_model_transitions_per_s_{sizes}_{window}`, `peak_rss_mb` after all of them, and
-`matmul_peak_gflops` (a large float32 matmul: what these cores can do at best).
+from it). Sizes: the paper's (m 50, d 32, d_h 128, 4 heads) and the quickstart's (m 20, d 16,
+d_h 64, 2 heads). State computations, slowest first:
+  per_slot  the straightforward reference: each slot's state from its own m behaviours' raw
+            fields, one slot at a time (--per_slot_states)
+  sliding   the same values, field encodings computed once per list and shared by its windows
+  prefix    one GRU run over the list window (states see up to t more behaviours)
+each with XLA off, and prefix also with XLA on (--xla_windows). Lines, one JSON object each:
+`full_model_transitions_per_s_{sizes}_{state}[_xla]` (with `achieved_gflops`: the step's
+matmul FLOPs, counted from the layer shapes, per second), `full_model_transitions_per_s_paper_
+sizes` (the fastest paper-size setting, beside the authors' 5.4k/s single-agent channel
+selector at m = 10), `peak_rss_mb`, `matmul_peak_gflops` (a large float32 matmul: what these
+cores can do at best) and last `speedup_vs_naive_paper_sizes` (fastest / per_slot at paper
+sizes).
 """
 import os
 import resource
@@ -27,10 +36,15 @@ from hrl_rec.learner import Learner  # noqa: E402
 from hrl_rec.model import target_copy  # noqa: E402
 from hrl_rec.runner import build_model  # noqa: E402
 
+AUTHORS_SINGLE_AGENT_TRANSITIONS_PER_S = 5400  # their TF1 channel selector, m = 10, this machine
+STATES = {"per_slot": dict(state_window="sliding", per_slot_states=True),
+          "sliding": dict(state_window="sliding"), "prefix": dict(state_window="prefix")}
+
 flags.DEFINE_string("data_dir", "datasets/sim_small", "An IRecSim dataset (data.generate).")
 flags.DEFINE_integer("steps", 5, "Timed train steps per setting, after 2 warm-up steps.")
 flags.DEFINE_list("sizes", ["paper", "quickstart"], "Which size settings to time.")
-flags.DEFINE_list("windows", ["sliding", "prefix"], "Which state windows to time.")
+flags.DEFINE_list("states", list(STATES), "Which state computations to time.")
+flags.DEFINE_list("xla_states", ["prefix"], "State computations also timed with XLA.")
 FLAGS = flags.FLAGS
 
 
@@ -44,34 +58,77 @@ def matmul_peak_gflops(n: int = 2048, reps: int = 10) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - start) / 1e9
 
 
-def time_setting(spec: dict, sizes: str, window: str, steps: int) -> float:
-    cfg = HRLConfig(**SIZES[sizes], state_window=window, critic_direction=True)
+def step_flops(model, cfg: HRLConfig, lists: int, slots: int, candidates: int) -> float:
+    """Multiply-add FLOPs (x2) of one train step's matmuls, from the layer shapes.
+
+    Per behaviour position, the field self-attention of an agent with n fields costs
+    2 n d 4d (the fused W_Q, W_K, W_V, W_R) + 4 n^2 d (scores and mixing) + 2 n d d_h (the
+    projection to f_i); a GRU step 2 (2 d_h) 3 d_h. The online pass is counted 3x (forward and
+    a backward of twice its cost), the target pass 1x; actors, critics and the cosine scores
+    against the candidates are added the same way. Gathers and elementwise work are not
+    counted, so this is a lower bound on the work done."""
+    m, d, h, s = cfg.max_seq_len, cfg.embedding_dim, cfg.hidden_dim, slots
+    if cfg.per_slot_states:
+        positions, gru_steps = (s + 1) * m, (s + 1) * m
+    elif cfg.state_window == "sliding":
+        positions, gru_steps = m + s, (s + 1) * m
+    else:
+        positions, gru_steps = m + s, m + s
+    total = 0.0
+    for agent in (model.lra, model.hra):
+        n = agent.fields.n_fields
+        attention = 8 * n * d * d + 4 * n * n * d + 2 * n * d * h
+        encode = positions * attention + gru_steps * 12 * h * h
+        heads = s * (2 * agent.state_dim * d + 2 * candidates * d)   # actor, cosine scores
+        total += 4 * encode + 3 * heads
+    return total * lists
+
+
+def time_setting(spec: dict, sizes: str, state: str, xla: bool, steps: int) -> dict:
+    cfg = HRLConfig(**SIZES[sizes], **STATES[state], critic_direction=True)
     batch = next(iter(pipeline.list_dataset(
         FLAGS.data_dir, "train", max_seq_len=cfg.max_seq_len, batch_size=cfg.batch_size,
         candidates_per_channel=cfg.candidates_per_channel, drop_remainder=True)))
     model = build_model(spec, cfg)
     learner = Learner(model, target_copy(model), cfg)
+    step = tf.function(learner._train_step, jit_compile=True) if xla else learner.train_step
     for _ in range(2):
-        learner.train_step(batch)
+        step(batch)
     start = time.perf_counter()
     for _ in range(steps):
-        out = learner.train_step(batch)
+        out = step(batch)
     float(out["loss/total"])
     seconds = (time.perf_counter() - start) / steps
     slots = int(tf.reduce_sum(tf.cast(batch["mask"][:, cfg.max_seq_len:] > 0, tf.int32)))
-    return slots / seconds
+    flops = step_flops(model, cfg, cfg.batch_size, spec["list_size"],
+                       int(tf.shape(batch["cand_item_id"])[1] * tf.shape(
+                           batch["cand_item_id"])[2]) + spec["list_size"])
+    return {"rate": slots / seconds, "gflops": flops / seconds / 1e9, "seconds": seconds}
 
 
 def main(argv):
     del argv
     spec = pipeline.load_metadata(FLAGS.data_dir)["spec"]
+    rates = {}
     for sizes in FLAGS.sizes:
-        for window in FLAGS.windows:
-            rate = time_setting(spec, sizes, window, FLAGS.steps)
-            emit(f"full_model_transitions_per_s_{sizes}_{window}", rate, "transitions/s",
-                 batch_lists=256, critic_steps=5, **SIZES[sizes], state_window=window)
+        for state in FLAGS.states:
+            for xla in (False, True) if state in FLAGS.xla_states else (False,):
+                r = time_setting(spec, sizes, state, xla, FLAGS.steps)
+                name = f"{sizes}_{state}" + ("_xla" if xla else "")
+                rates[name] = r["rate"]
+                emit(f"full_model_transitions_per_s_{name}", r["rate"], "transitions/s",
+                     achieved_gflops=round(r["gflops"], 1), step_s=round(r["seconds"], 3),
+                     batch_lists=256, critic_steps=5, **SIZES[sizes], state=state, xla=xla)
+    paper = {k: v for k, v in rates.items() if k.startswith("paper_") and "per_slot" not in k}
+    if paper:
+        best = max(paper, key=paper.get)
+        emit("full_model_transitions_per_s_paper_sizes", paper[best], "transitions/s",
+             setting=best, authors_single_agent_m10=AUTHORS_SINGLE_AGENT_TRANSITIONS_PER_S)
     emit("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "MB")
     emit("matmul_peak_gflops", matmul_peak_gflops(), "GFLOP/s", n=2048, dtype="float32")
+    if paper and "paper_per_slot" in rates:
+        emit("speedup_vs_naive_paper_sizes", paper[best] / rates["paper_per_slot"], "x",
+             fast=best, naive="paper_per_slot")
 
 
 if __name__ == "__main__":
