@@ -22,6 +22,8 @@ def emit(name: str, value: float, unit: str, **settings) -> None:
     sys.stdout.flush()
 
 
-# HRL-Rec sizes the speed benchmarks time: the paper's (Sec. 4.3) and configs/quickstart.flags'.
+# HRL-Rec sizes the speed benchmarks time: the paper's (Sec. 4.3), configs/quickstart.flags',
+# and the paper's with the authors' code's history length (m = 10), to compare with its speed.
 MODEL_SIZES = {"paper": dict(max_seq_len=50, embedding_dim=32, hidden_dim=128, heads=4),
+               "paper_m10": dict(max_seq_len=10, embedding_dim=32, hidden_dim=128, heads=4),
                "quickstart": dict(max_seq_len=20, embedding_dim=16, hidden_dim=64, heads=2)}

@@ -119,7 +119,8 @@ def main(argv):
                 emit(f"full_model_transitions_per_s_{name}", r["rate"], "transitions/s",
                      achieved_gflops=round(r["gflops"], 1), step_s=round(r["seconds"], 3),
                      batch_lists=256, critic_steps=5, **SIZES[sizes], state=state, xla=xla)
-    paper = {k: v for k, v in rates.items() if k.startswith("paper_") and "per_slot" not in k}
+    paper = {k: v for k, v in rates.items()
+             if k.split("_")[0] == "paper" and not k.startswith(("paper_m10", "paper_per_slot"))}
     if paper:
         best = max(paper, key=paper.get)
         emit("full_model_transitions_per_s_paper_sizes", paper[best], "transitions/s",
