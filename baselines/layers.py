@@ -120,12 +120,15 @@ class InteractingLayer(keras.layers.Layer):
         return ops.transpose(ops.reshape(x, (b, f, self.heads, self.head_size)), (0, 2, 1, 3))
 
     def call(self, e):
-        q, k, v = (self._split(ops.matmul(e, w)) for w in (self.w_q, self.w_k, self.w_v))
+        # One matmul for W_Q, W_K, W_V (and W_Res): fewer, larger ops in forward and backward.
+        weights = [self.w_q, self.w_k, self.w_v] + ([self.w_res] if self.residual else [])
+        parts = ops.split(ops.matmul(e, ops.concatenate(weights, axis=1)), len(weights), axis=-1)
+        q, k, v = (self._split(x) for x in parts[:3])
         alpha = ops.softmax(ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))), axis=-1)
         out = ops.transpose(ops.matmul(alpha, v), (0, 2, 1, 3))  # [B, F, H, s]
         out = ops.reshape(out, (ops.shape(e)[0], ops.shape(e)[1], self.heads * self.head_size))
         if self.residual:
-            out = out + ops.matmul(e, self.w_res)
+            out = out + parts[3]
         return ops.relu(out)
 
     def get_config(self):
