@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from hrl_rec.encoders import FieldSelfAttention, StateEncoder
-from hrl_rec.features import PACKAGE, BehaviourFields
+from hrl_rec.features import PACKAGE, BehaviourFields, map_positions
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -110,7 +110,7 @@ class _Agent(keras.layers.Layer):
         return self.options["hidden_dim"]
 
     def build(self, input_shape=None):
-        d, h = self.options["embedding_dim"], self.options["hidden_dim"]
+        d = self.options["embedding_dim"]
         self.fields.build()
         self.attention.build((None, self.fields.n_fields, d))
         self.initial_state.build((None, (1 + len(self.spec["user_field_names"])) * d))
@@ -142,12 +142,11 @@ class _Agent(keras.layers.Layer):
         m, span = self.options["max_seq_len"], self.fields.span
         # `span` earlier positions feed each position's cumulative fields; zero padding adds
         # nothing to them, so window t's fields equal those of the whole-list computation.
-        padded = {k: (v if k in ("user_id", "user_fields") else tf.pad(
-            v, [[0, 0], [span, 0]] + [[0, 0]] * (len(v.shape) - 2))) for k, v in window.items()}
+        padded = map_positions(window, lambda v: tf.pad(
+            v, [[0, 0], [span, 0]] + [[0, 0]] * (len(v.shape) - 2)))
 
         def state(t):
-            part = {k: (v if k in ("user_id", "user_fields") else v[:, t:t + span + m])
-                    for k, v in padded.items()}
+            part = map_positions(padded, lambda v: v[:, t:t + span + m])
             fields, profile = self.fields(part)
             f = self.attention(fields[:, span:])
             return self.encoder(f, part["mask"][:, span:], self.initial_state(profile))[:, 0]

@@ -25,6 +25,14 @@ LEVELS = ("channel", "item")
 FEEDBACK_VALUES = 3  # 0 unknown / padding, 1 shown, 2 clicked
 
 
+PROFILE_KEYS = ("user_id", "user_fields")  # per list; every other window key is per position
+
+
+def map_positions(window: dict, fn) -> dict:
+    """`window` with `fn` applied to each per-position tensor [B, L, ...] (profile kept)."""
+    return {k: (v if k in PROFILE_KEYS else fn(v)) for k, v in window.items()}
+
+
 def recent_sum(x: tf.Tensor, span: int) -> tf.Tensor:
     """out[:, i] = sum of x[:, i - span : i] (positions before i only). x: [B, W, k]."""
     total = tf.cumsum(x, axis=1, exclusive=True)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from hrl_rec.features import map_positions
 from hrl_rec.model import HRLRec
 
 WINDOW_PARTS = ("item_id", "channel", "slot", "item_fields", "tags", "context", "feedback",
@@ -95,8 +96,7 @@ class SlatePolicy:
                 if t > 0:  # encode the item placed at slot t - 1 (only that position is new)
                     # its cumulative fields read the `span` positions before it, no others
                     lo = max(0, m + t - 1 - agent.fields.span)
-                    part = {k: (v if k in ("user_id", "user_fields") else v[:, lo:m + t])
-                            for k, v in window.items()}
+                    part = map_positions(window, lambda v: v[:, lo:m + t])
                     fields, _ = agent.fields(part)
                     f_new = agent.attention(fields[:, -1:])
                     if stepped[name]:

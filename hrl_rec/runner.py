@@ -135,7 +135,7 @@ class Runner:
 
     def _replicated_batches(self, epoch: int, skip: int):
         """The epoch's batches from `skip` on, split over the strategy's replicas."""
-        if self.strategy.num_replicas_in_sync == 1 and self.run_settings.strategy == "default":
+        if self.run_settings.strategy == "default":
             return self.train_data(epoch).skip(skip)
         ds = self.train_data(epoch, drop_remainder=True).skip(skip)
         options = tf.data.Options()  # every worker reads the batches and keeps its part

@@ -93,16 +93,6 @@ CLI_FLAGS = [f"--{k}={v}" for k, v in TINY.items()] + [
     "--max_steps=4", "--critic_steps=2"]
 
 
-@pytest.fixture(scope="module")
-def sim_data(tmp_path_factory):
-    from data import generate
-    from data.sim_config import SimConfig
-    path = tmp_path_factory.mktemp("sim") / "data"
-    generate.generate(SimConfig(n_users=150, n_days=4, test_days=1), str(path), n_shards=1,
-                      processes=1)
-    return path
-
-
 def _free_ports(n):
     socks = [socket.socket() for _ in range(n)]
     for s in socks:

@@ -6,7 +6,6 @@ import sys
 
 import keras
 import numpy as np
-import pytest
 
 from hrl_rec.config import HRLConfig
 from hrl_rec.runner import Runner, RunSettings
@@ -15,16 +14,6 @@ from tests.hrl_rec.helpers import TINY, list_batch, tiny_model
 
 TINY_FLAGS = [f"--{k}={v}" for k, v in TINY.items()] + [
     "--batch_size=32", "--candidates_per_channel=2", "--validate_data=false"]
-
-
-@pytest.fixture(scope="module")
-def sim_data(tmp_path_factory):
-    from data import generate
-    from data.sim_config import SimConfig
-    path = tmp_path_factory.mktemp("sim") / "data"
-    generate.generate(SimConfig(n_users=150, n_days=4, test_days=1), str(path), n_shards=1,
-                      processes=1)
-    return path
 
 
 def _run(args, timeout=600):
