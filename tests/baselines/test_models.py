@@ -33,26 +33,29 @@ def fixed_model(name):
 def np_fields(model):
     """The input layer in numpy: (e [B, F, d], w [B, F])."""
     inp = model.inputs_layer
-    keys = [("user_id", -1), ("item_id", -1), ("channel", -1), ("slot", -1),
-            ("user_fields", 0), ("item_fields", 0)]
+    fields = [("user_id", "user_id", -1), ("item_id", "item_id", -1), ("channel", "channel", -1),
+              ("slot", "slot", -1), ("user_fields.age", "user_fields", 0),
+              ("item_fields.q", "item_fields", 0)]
+    lin = inp.linear.embeddings.numpy()
+    emb = inp.embedding.embeddings.numpy() if inp.embeddings else None
     e, w = [], []
-    for i, ((key, col), lin) in enumerate(zip(keys, inp.linear)):
-        x = BATCH[key] if col < 0 else BATCH[key][:, col]
+    for name, key, col in fields:
+        x = (BATCH[key] if col < 0 else BATCH[key][:, col]) + inp.block(name)
         if inp.embeddings:
-            e.append(inp.tables[i].embeddings.numpy()[x])
-        w.append(lin.embeddings.numpy()[x, 0])
+            e.append(emb[x])
+        w.append(lin[x, 0])
 
     def mean(table, ids, mask):
         return (table[ids] * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
 
     tag_mask = (BATCH["tags"] > 0).astype(float)
     hm = BATCH["hist_mask"].astype(float)
-    w.append(mean(inp.tag_linear.embeddings.numpy(), BATCH["tags"], tag_mask)[:, 0])
-    w.append(mean(inp.hist_linear.embeddings.numpy(), BATCH["hist_item_id"], hm)[:, 0])
+    w.append(mean(lin, BATCH["tags"] + inp.block("tags"), tag_mask)[:, 0])
+    w.append(mean(lin, BATCH["hist_item_id"] + inp.block("history"), hm)[:, 0])
     if not inp.embeddings:
         return None, np.stack(w, 1)
-    e.append(mean(inp.tag_table.embeddings.numpy(), BATCH["tags"], tag_mask))
-    e.append(mean(inp.tables[1].embeddings.numpy(), BATCH["hist_item_id"], hm))
+    e.append(mean(emb, BATCH["tags"] + inp.block("tags"), tag_mask))
+    e.append(mean(emb, BATCH["hist_item_id"] + inp.block("item_id"), hm))
     return np.stack(e, 1), np.stack(w, 1)
 
 
@@ -105,10 +108,12 @@ def test_lr_hand_computed():
     model = CTRModel("lr", SPEC, **HP)
     model(BATCH)
     inp = model.inputs_layer
-    for i, lin in enumerate(inp.linear):  # every value of field i weighs (i + 1) / 10
-        lin.embeddings.assign(np.full(lin.embeddings.shape, (i + 1) / 10))
-    inp.tag_linear.embeddings.assign(np.full(inp.tag_linear.embeddings.shape, 0.7))
-    inp.hist_linear.embeddings.assign(np.full(inp.hist_linear.embeddings.shape, 0.8))
+    blocks = ["user_id", "item_id", "channel", "slot", "user_fields.age", "item_fields.q",
+              "tags", "history"]
+    weights = np.zeros(inp.linear.embeddings.shape)
+    for i, name in enumerate(blocks):  # every value of block i weighs (i + 1) / 10
+        weights[inp.block(name):] = (i + 1) / 10
+    inp.linear.embeddings.assign(weights)
     model.bias.assign(-3.0)
     # -3 + (.1 + .2 + .3 + .4 + .5 + .6) + .7 + .8 = 0.6
     np.testing.assert_allclose(model(BATCH), [1 / (1 + np.exp(-0.6))] * 2, rtol=1e-6)
@@ -173,7 +178,7 @@ def test_train_cli_writes_eval_json(tmp_path):
                       processes=1)
     cmd = [sys.executable, "-m", "baselines.train", "--model=deepfm", f"--data_dir={data}",
            f"--model_dir={tmp_path / 'deepfm'}", "--epochs=1", "--batch_size=512",
-           "--lr_auc=0.6"]
+           "--learning_rate=0.01", "--lr_auc=0.6"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "deepfm" / "eval.json").read_text())
