@@ -47,6 +47,9 @@ class HRLConfig:
     click_interaction: bool = help_field(
         False, "Add a^T W d to Eq. 16's logit (a relation between action and item); false = the "
         "literal additive f(a, d) = sigmoid(w . [a; d] + b).")
+    click_position_bias: bool = help_field(
+        False, "Add a bias b_k per slot k to Eq. 16's logit (the examination term of position-"
+        "biased click models); false = Eq. 16's one bias b, the slot seen only through the state.")
     # --- RL (Sec. 3.4) ---
     gamma: float = help_field(0.3, "Discount factor (Sec. 4.3: 0.3).")
     target_q: str = help_field("double", "Critic target: ddpg = Eq. 9 literally (target actor, "

@@ -25,16 +25,24 @@ ITEM_KEYS = ("item_id", "channel", "item_fields", "tags", "context")
 class ClickModel(keras.layers.Layer):
     """Eq. 16: f(a, d) = sigmoid(w_f . concat(a, d) + b_f), with a = concat(a^l, a^h).
 
-    call(a [..., d_a], d [..., d]) -> the logit [...] (the sigmoid is applied by the loss, for
-    numerical stability; `probability` applies it). `interaction=True` adds a^T W_f d, a
-    relation between the virtual action and the real item ("L_c aims to build implicit
-    relations between the virtual actions and their corresponding real clicked items"); the
-    literal Eq. 16 is additive in a and d, so it cannot say which item suits which state.
+    call(a [..., d_a], d [..., d], slot [...] int, optional) -> the logit [...] (the sigmoid is
+    applied by the loss, for numerical stability; `probability` applies it).
+
+    `interaction=True` adds a^T W_f d, a relation between the virtual action and the real item
+    ("L_c aims to build implicit relations between the virtual actions and their corresponding
+    real clicked items"); the literal Eq. 16 is additive in a and d, so it cannot say which
+    item suits which state.
+
+    `position_slots=S` (> 0) adds b_k for the slot k the item is shown at (the examination
+    term of position-biased click models: P(click) = P(examined at k) P(attractive)); logged
+    clicks fall steeply with the slot, and Eq. 16 otherwise sees the slot only as far as the
+    state encoder infers it from the behaviours before it. Needs `slot`.
     """
 
-    def __init__(self, interaction: bool = False, **kwargs):
+    def __init__(self, interaction: bool = False, position_slots: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.interaction = interaction
+        self.position_slots = position_slots
 
     def build(self, action_shape, item_shape=None):
         d_a, d_i = int(action_shape[-1]), int((item_shape or action_shape)[-1])
@@ -42,18 +50,26 @@ class ClickModel(keras.layers.Layer):
         self.b = self.add_weight(name="b", shape=(), initializer="zeros")
         if self.interaction:
             self.w_ad = self.add_weight(name="w_ad", shape=(d_a, d_i), initializer="zeros")
+        if self.position_slots:
+            self.b_slot = self.add_weight(name="b_slot", shape=(self.position_slots,),
+                                          initializer="zeros")
 
-    def call(self, a, d):
+    def call(self, a, d, slot=None):
         logit = tf.tensordot(tf.concat([a, d], axis=-1), self.w, 1) + self.b
         if self.interaction:
             logit += tf.reduce_sum(tf.tensordot(a, self.w_ad, 1) * d, axis=-1)
+        if self.position_slots:
+            if slot is None:
+                raise ValueError("ClickModel(position_slots > 0) needs the slot of each item")
+            logit += tf.gather(self.b_slot, slot)
         return logit
 
     def get_config(self):
-        return {**super().get_config(), "interaction": self.interaction}
+        return {**super().get_config(), "interaction": self.interaction,
+                "position_slots": self.position_slots}
 
-    def probability(self, a, d):
-        return tf.sigmoid(self(a, d))
+    def probability(self, a, d, slot=None):
+        return tf.sigmoid(self(a, d, slot))
 
 
 class Forward(NamedTuple):
@@ -65,6 +81,7 @@ class Forward(NamedTuple):
     logged: tf.Tensor       # [B, S, d]  item embeddings of the logged items
     candidates: tf.Tensor   # [B, N, d]  the list's own items, then the sampled candidates
                             #            (own items only in a pass without actions)
+    slot: tf.Tensor         # [B, S]  the slot each logged item was shown at
 
 
 def window_of(batch: dict) -> dict:
@@ -121,16 +138,19 @@ class HRLRec(keras.Model):
         p = model(batch)      # [B, S] click probabilities f(a_t, d_t) of the logged items
     """
 
-    def __init__(self, spec: dict, click_interaction: bool = False, name: str | None = None,
+    def __init__(self, spec: dict, click_interaction: bool = False,
+                 click_position_bias: bool = False, name: str | None = None,
                  trainable: bool = True, dtype=None, **agent_options):
         super().__init__(name=name, trainable=trainable, dtype=dtype)
         self.spec = dict(spec)
         self.lra = ChannelSelector(spec, name="lra", **agent_options)
         self.hra = ItemRecommender(spec, name="hra", **agent_options)
-        self.options = {**self.lra.options, "click_interaction": click_interaction}
+        self.options = {**self.lra.options, "click_interaction": click_interaction,
+                        "click_position_bias": click_position_bias}
         embedding_dim = self.options["embedding_dim"]
         self.items = ItemEncoder(spec, embedding_dim, name="items")
-        self.click = ClickModel(click_interaction, name="click")
+        self.click = ClickModel(click_interaction,
+                                spec["list_size"] if click_position_bias else 0, name="click")
         self.lra.build()
         self.hra.build()
         self.items.build()
@@ -176,11 +196,11 @@ class HRLRec(keras.Model):
                 seed = tf.zeros([2], tf.int32) if seed is None else seed
                 a_low += noise * replica_normal(tf.shape(a_low), seed)
                 a_high += noise * replica_normal(tf.shape(a_high), seed + [0, 1])
-        return Forward(s_low, s_high, a_low, a_high, logged, cand)
+        return Forward(s_low, s_high, a_low, a_high, logged, cand, batch["slot"][:, m:])
 
     def click_logits(self, fwd: Forward) -> tf.Tensor:
         """Eq. 16 at each logged slot: [B, S]."""
-        return self.click(tf.concat([fwd.a_low, fwd.a_high], -1), fwd.logged)
+        return self.click(tf.concat([fwd.a_low, fwd.a_high], -1), fwd.logged, fwd.slot)
 
     def call(self, batch):
         return tf.sigmoid(self.click_logits(self.forward(batch)))

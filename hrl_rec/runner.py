@@ -40,7 +40,7 @@ from hrl_rec.model import HRLRec, target_copy
 
 ARCHITECTURE = ("max_seq_len", "embedding_dim", "hidden_dim", "heads", "field_self_attention",
                 "state_encoder_gru", "state_window", "critic_direction", "critic_bilinear",
-                "click_interaction")
+                "click_interaction", "click_position_bias")
 
 
 @dataclasses.dataclass

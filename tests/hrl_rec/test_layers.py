@@ -205,6 +205,21 @@ def test_click_model_interaction_option_hand_computed():
     assert ClickModel.from_config(click.get_config()).interaction
 
 
+def test_click_model_position_bias_option_hand_computed():
+    click = ClickModel(position_slots=3)
+    click.build((None, 2), (None, 1))
+    click.w.assign([1.0, -2.0, 0.5])
+    click.b.assign(0.25)
+    click.b_slot.assign([0.0, -1.0, -3.0])
+    a, d = tf.constant([[0.5, 0.25], [0.5, 0.25]]), tf.constant([[2.0], [2.0]])
+    # 1.25 as in Eq. 16, plus b_k of the slot each item was shown at (1 and 2)
+    logit = click(a, d, tf.constant([1, 2]))
+    np.testing.assert_allclose(logit.numpy(), [0.25, -1.75], rtol=1e-6)
+    assert ClickModel.from_config(click.get_config()).position_slots == 3
+    with pytest.raises(ValueError, match="needs the slot of each item"):
+        click(a, d)
+
+
 def test_item_encoder_adds_the_impression_context_when_given():
     enc = ItemEncoder(SPEC_DICT, embedding_dim=2)
     enc.build()
