@@ -41,6 +41,8 @@ class FieldEmbedding(keras.layers.Layer):
     `spec` is a FeatureSpec as a dict (metadata.json's `spec`). With `embeddings=False` (LR)
     only the first-order weights exist and the embeddings come back as None.
 
+    `ignore` names fields left out (feature ablations, e.g. ("slot",)).
+
     Every field's vocabulary is a block of rows of one table (`embedding` [V, d], `linear`
     [V', 1]; `block(name)` gives a block's first row), so a batch costs one gather and one
     optimizer update per table instead of one per field: 1.6x the examples/s of per-field
@@ -51,14 +53,24 @@ class FieldEmbedding(keras.layers.Layer):
     """
 
     def __init__(self, spec: dict, embedding_dim: int = 16, l2: float = 0.0,
-                 embeddings: bool = True, history: bool = True, **kwargs):
+                 embeddings: bool = True, history: bool = True, ignore: tuple = (), **kwargs):
         super().__init__(**kwargs)
         self.spec = dict(spec)
         self.embedding_dim = embedding_dim
         self.l2 = l2
         self.embeddings = embeddings
         self.history = history
-        self.fields = field_vocabularies(self.spec)
+        self.ignore = tuple(ignore)
+        fields = field_vocabularies(self.spec)
+        names = [f[0] for f in fields]
+        unknown = [n for n in self.ignore if n not in names]
+        if unknown:
+            raise ValueError(f"ignore_fields {unknown} are not fields of this data; fields: "
+                             f"{names}")
+        if history and "item_id" in self.ignore:
+            raise ValueError("ignore_fields: the history shares item_id's embeddings; ignore "
+                             "item_id only with --nohistory")
+        self.fields = [f for f in fields if f[0] not in self.ignore]
         sizes = [(name, size) for name, _, _, size in self.fields] + [
             ("tags", self.spec["n_tags"]), ("history", self.spec["n_items"])]
         self._blocks, row = {}, 0
@@ -111,4 +123,5 @@ class FieldEmbedding(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "spec": self.spec, "embedding_dim": self.embedding_dim,
-                "l2": self.l2, "embeddings": self.embeddings, "history": self.history}
+                "l2": self.l2, "embeddings": self.embeddings, "history": self.history,
+                "ignore": list(self.ignore)}

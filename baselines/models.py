@@ -26,7 +26,7 @@ from baselines.inputs import FieldEmbedding
 MODELS = ("lr", "fm", "nfm", "afm", "widedeep", "deepfm", "autoint")
 DEFAULTS = {"embedding_dim": 16, "dnn_units": (256, 128), "dropout": 0.0, "l2": 0.0,
             "attention_units": 16, "heads": 2, "head_size": 8, "interacting_layers": 3,
-            "history": True}
+            "history": True, "ignore_fields": ()}
 
 
 @keras.saving.register_keras_serializable(package=layers.PACKAGE)
@@ -46,7 +46,7 @@ class CTRModel(keras.Model):
         hp = self.hparams
         self.inputs_layer = FieldEmbedding(self.spec, hp["embedding_dim"], hp["l2"],
                                            embeddings=model != "lr", history=hp["history"],
-                                           name="fields")
+                                           ignore=hp["ignore_fields"], name="fields")
         self.bias = self.add_weight(name="bias", shape=(), initializer="zeros")
         if model in ("fm", "deepfm"):
             self.fm = layers.FMInteraction(name="fm")
@@ -97,4 +97,5 @@ class CTRModel(keras.Model):
     def from_config(cls, config):
         config = dict(config)
         config["dnn_units"] = tuple(config.get("dnn_units", DEFAULTS["dnn_units"]))
+        config["ignore_fields"] = tuple(config.get("ignore_fields", ()))
         return cls(config.pop("model"), config.pop("spec"), **config)

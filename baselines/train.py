@@ -52,6 +52,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("interacting_layers", DEFAULTS["interacting_layers"],
                          "AutoInt interacting layers.")
     flags.DEFINE_boolean("history", DEFAULTS["history"], "Use the pooled m-impression history.")
+    flags.DEFINE_list("ignore_fields", [], "Fields left out of the model, for feature "
+                      "ablations: user_id, item_id, channel, slot, user_fields.NAME, "
+                      "item_fields.NAME, context.NAME (names from the data's spec).")
 
 
 def rela_impr(auc: float, base_auc: float) -> float:
@@ -182,6 +185,7 @@ def main(argv):
     meta = pipeline.load_metadata(FLAGS.data_dir)
     hparams = {k: FLAGS[k].value for k in DEFAULTS}
     hparams["dnn_units"] = tuple(int(u) for u in FLAGS.dnn_units)
+    hparams["ignore_fields"] = tuple(FLAGS.ignore_fields)
     keras.utils.set_random_seed(FLAGS.seed)
     model = CTRModel(FLAGS.model, meta["spec"], **hparams)
     os.makedirs(FLAGS.model_dir, exist_ok=True)

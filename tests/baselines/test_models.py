@@ -129,6 +129,22 @@ def test_save_load_round_trip(name, tmp_path):
     assert loaded.get_config() == model.get_config()
 
 
+def test_ignore_fields_leaves_a_field_out():
+    model = CTRModel("deepfm", SPEC, ignore_fields=("slot",), **HP)
+    model(BATCH)
+    inp = model.inputs_layer
+    assert [f[0] for f in inp.fields] == ["user_id", "item_id", "channel", "user_fields.age",
+                                          "item_fields.q"]
+    assert inp.n_fields == CTRModel("deepfm", SPEC, **HP).inputs_layer.n_fields - 1
+    other = dict(BATCH, slot=1 - BATCH["slot"])  # the slot no longer changes the output
+    np.testing.assert_allclose(model(other), model(BATCH), rtol=1e-6)
+    assert CTRModel.from_config(model.get_config()).hparams["ignore_fields"] == ("slot",)
+    with pytest.raises(ValueError, match=r"ignore_fields \['hour'\] are not fields"):
+        CTRModel("lr", SPEC, ignore_fields=("hour",))
+    with pytest.raises(ValueError, match="history shares item_id"):
+        CTRModel("lr", SPEC, ignore_fields=("item_id",))
+
+
 def test_unknown_model_and_hparams():
     with pytest.raises(ValueError, match="unknown model 'xgb'"):
         CTRModel("xgb", SPEC)
