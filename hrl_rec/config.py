@@ -76,6 +76,9 @@ class HRLConfig:
     action_anchor: float = help_field(
         0.0, "Weight of a supervised MSE between each action and the logged item's embedding "
         "(the authors' public code has one; the paper does not). 0 = off.")
+    embedding_l2: float = help_field(
+        0.0, "L2 weight on every embedding table, added to Eq. 18 as embedding_l2 * sum(w^2) "
+        "(the baselines' --l2; the paper names no regulariser). 0 = off.")
     # --- rewards (Eq. 7) ---
     reward_form: str = help_field("power", "Eq. 7: power = sum_i (r_i + b_i)^lambda_i (the "
                                   "literal form); linear = sum_i lambda_i (r_i + b_i).")
@@ -121,6 +124,7 @@ def validate(cfg: HRLConfig, n_channels: int) -> None:
                                                      "lambda_s)"),
         (len(cfg.reward_bias) == 4, "reward_bias", "4 values (click, time, diversity, novelty)"),
         (cfg.batch_size >= 1, "batch_size", ">= 1"),
+        (cfg.embedding_l2 >= 0.0, "embedding_l2", ">= 0"),
         (cfg.candidates_per_channel >= 1, "candidates_per_channel", ">= 1"),
         (cfg.dwell_unit_s > 0, "dwell_unit_s", "> 0"),
     ]

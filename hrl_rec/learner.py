@@ -186,6 +186,8 @@ class Learner:
                       + losses.anchor_loss(fwd.a_high, fwd.logged, weight))
             if cfg.action_anchor > 0:
                 total += cfg.action_anchor * anchor
+            if cfg.embedding_l2 > 0:
+                total += losses.l2_penalty(model.embedding_tables, cfg.embedding_l2)
             scaled = total * share
         critic_vars, other_vars = model.critic_variables, model.non_critic_variables
         grads = tape.gradient(scaled, critic_vars + other_vars)

@@ -61,6 +61,11 @@ def anchor_loss(a, d_logged, weight):
     return _mean(tf.reduce_mean(tf.square(a - tf.stop_gradient(d_logged)), -1), weight)
 
 
+def l2_penalty(tables, weight: float):
+    """weight * sum_k ||E_k||^2 over the embedding tables E_k (Keras's L2 regulariser)."""
+    return weight * tf.add_n([tf.reduce_sum(tf.square(t)) for t in tables])
+
+
 def total_loss(l_low, l_high, l_click, l_similarity, weights):
     """Eq. 18: L = lambda_l L_l + lambda_h L_h + lambda_c L_c + lambda_s L_s (paper 5:5:1:1)."""
     w_l, w_h, w_c, w_s = weights

@@ -162,6 +162,12 @@ class HRLRec(keras.Model):
         return self.options["max_seq_len"]
 
     @property
+    def embedding_tables(self) -> list:
+        """Every embedding table of both agents and the item encoder (for --embedding_l2)."""
+        return [layer.embeddings for layer in self._flatten_layers()
+                if isinstance(layer, keras.layers.Embedding)]
+
+    @property
     def critic_variables(self) -> list:
         return [v for c in self.lra.critics + self.hra.critics for v in c.trainable_variables]
 

@@ -94,6 +94,25 @@ def test_actor_side_losses_never_move_the_critics():
     assert not np.allclose(model.lra.actor.dense.kernel.numpy(), actor_before)
 
 
+def test_embedding_l2_shrinks_the_rows_no_batch_uses():
+    """The last user id is in no list of the batch: only --embedding_l2 moves its embedding, and
+    towards zero."""
+    norms = []
+    for l2 in (0.0, 0.1):
+        model = tiny_model()
+        table = model.lra.fields.user_tables[0].embeddings
+        assert len(model.embedding_tables) > 10 and any(t is table for t in
+                                                         model.embedding_tables)
+        batch = list_batch()
+        unused = table.shape[0] - 1
+        assert unused not in batch["user_id"].numpy()
+        before = np.linalg.norm(table.numpy()[unused])
+        Learner(model, target_copy(model), tiny_config(embedding_l2=l2)).train_step(batch)
+        norms.append(np.linalg.norm(table.numpy()[unused]) / before)
+    assert norms[0] == pytest.approx(1.0, abs=1e-6)
+    assert norms[1] < 0.999
+
+
 def test_most_similar_respects_the_channel_constraint_and_placed_items():
     batch = list_batch(b=2, short_last=False)
     allowed = allowed_candidates(batch, 4)[1].numpy()   # the HRA's mask [B, S, N]
@@ -153,6 +172,7 @@ def test_config_validation_names_the_flag():
                                ({"embedding_dim": 30}, "--embedding_dim=30: expected a multiple"),
                                ({"gamma": 1.5}, "--gamma=1.5"),
                                ({"loss_weights": (1.0,)}, "--loss_weights"),
+                               ({"embedding_l2": -1e-4}, "--embedding_l2=-0.0001: expected >= 0"),
                                ({"per_slot_states": True, "state_window": "prefix"},
                                 "--per_slot_states=True: expected false with --state_window=prefix")]:
         with pytest.raises(ValueError, match=pattern):

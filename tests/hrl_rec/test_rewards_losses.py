@@ -73,3 +73,9 @@ def test_similarity_loss_eq17():
 
 def test_total_loss_eq18():
     assert float(losses.total_loss(1.0, 2.0, 3.0, 4.0, (5, 5, 1, 1))) == pytest.approx(22.0)
+
+
+def test_l2_penalty_sums_squares_of_every_table():
+    tables = [tf.constant([[1.0, -2.0]]), tf.constant([[0.5], [3.0]])]
+    # 0.1 * (1 + 4 + 0.25 + 9)
+    assert float(losses.l2_penalty(tables, 0.1)) == pytest.approx(1.425, rel=1e-6)
