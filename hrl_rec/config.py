@@ -66,9 +66,14 @@ class HRLConfig:
                                            "code: 30).")
     beta: float = help_field(1.0, "Actor weight within each agent's loss, Eq. 11/14 (Sec. 3.4: "
                              "1).")
-    loss_weights: tuple[float, ...] = help_field(
-        (5.0, 5.0, 1.0, 1.0), "lambda_l, lambda_h, lambda_c, lambda_s of Eq. 18 (Sec. 3.4: "
-        "5:5:1:1). Table 4's ablations set the last two to 0.")
+    # Eq. 18: L = lambda_l L_l + lambda_h L_h + lambda_c L_c + lambda_s L_s (Sec. 3.4: 5:5:1:1).
+    # Table 4's "w/o L_c" and "w/o L_s" set the last two to 0.
+    lra_loss_weight: float = help_field(5.0, "lambda_l of Eq. 18, the LRA's loss (Sec. 3.4: 5).")
+    hra_loss_weight: float = help_field(5.0, "lambda_h of Eq. 18, the HRA's loss (Sec. 3.4: 5).")
+    click_loss_weight: float = help_field(1.0, "lambda_c of Eq. 18, the CTR-supervised loss "
+                                          "Eq. 15 (Sec. 3.4: 1; 0 = Table 4's w/o L_c).")
+    similarity_loss_weight: float = help_field(1.0, "lambda_s of Eq. 18, the similarity loss "
+                                               "Eq. 17 (Sec. 3.4: 1; 0 = Table 4's w/o L_s).")
     similarity_moves_items: bool = help_field(
         False, "Let Eq. 17's gradient move the item embeddings too. The paper says L_s 'forces "
         "Actors to generate more realistic actions', so by default only the actions move "
@@ -105,6 +110,12 @@ class HRLConfig:
         "(for the argmax of Eq. 17). Serving uses the matching stage's top 200 per channel.")
 
 
+def loss_weights(cfg: HRLConfig) -> tuple[float, float, float, float]:
+    """(lambda_l, lambda_h, lambda_c, lambda_s) of Eq. 18."""
+    return (cfg.lra_loss_weight, cfg.hra_loss_weight, cfg.click_loss_weight,
+            cfg.similarity_loss_weight)
+
+
 def validate(cfg: HRLConfig, n_channels: int) -> None:
     """Raises ValueError naming the flag when settings are inconsistent."""
     checks = [
@@ -120,14 +131,15 @@ def validate(cfg: HRLConfig, n_channels: int) -> None:
         (0.0 < cfg.tau <= 1.0, "tau", "in (0, 1]"),
         (cfg.target_update_period >= 1, "target_update_period", ">= 1"),
         (cfg.action_noise >= 0.0, "action_noise", ">= 0"),
-        (len(cfg.loss_weights) == 4, "loss_weights", "4 values (lambda_l, lambda_h, lambda_c, "
-                                                     "lambda_s)"),
         (len(cfg.reward_bias) == 4, "reward_bias", "4 values (click, time, diversity, novelty)"),
         (cfg.batch_size >= 1, "batch_size", ">= 1"),
         (cfg.embedding_l2 >= 0.0, "embedding_l2", ">= 0"),
         (cfg.candidates_per_channel >= 1, "candidates_per_channel", ">= 1"),
         (cfg.dwell_unit_s > 0, "dwell_unit_s", "> 0"),
     ]
+    for name in ("lra_loss_weight", "hra_loss_weight", "click_loss_weight",
+                 "similarity_loss_weight"):
+        checks.append((getattr(cfg, name) >= 0.0, name, ">= 0"))
     for name in ("reward_click", "reward_time", "reward_diversity", "reward_novelty"):
         checks.append((len(getattr(cfg, name)) == n_channels, name,
                        f"{n_channels} values, one per channel"))

@@ -26,7 +26,7 @@ import keras
 import tensorflow as tf
 
 from hrl_rec import distribute, losses, rewards
-from hrl_rec.config import HRLConfig, reward_weights
+from hrl_rec.config import HRLConfig, loss_weights, reward_weights
 from hrl_rec.model import HRLRec, candidate_items, soft_update
 
 
@@ -181,7 +181,7 @@ class Learner:
                 d_low, d_high = tf.stop_gradient(d_low), tf.stop_gradient(d_high)
             similarity = (losses.similarity_loss(fwd.a_low, d_low, weight)
                           + losses.similarity_loss(fwd.a_high, d_high, weight))
-            total = losses.total_loss(l_low, l_high, click, similarity, cfg.loss_weights)
+            total = losses.total_loss(l_low, l_high, click, similarity, loss_weights(cfg))
             anchor = (losses.anchor_loss(fwd.a_low, fwd.logged, weight)
                       + losses.anchor_loss(fwd.a_high, fwd.logged, weight))
             if cfg.action_anchor > 0:
@@ -219,7 +219,7 @@ class Learner:
 
     def _extra_critic_steps(self, fixed, weight, share):
         """critic_steps - 1 critic updates on fixed states, actions and targets."""
-        w_l, w_h, _, _ = self.cfg.loss_weights
+        w_l, w_h = self.cfg.lra_loss_weight, self.cfg.hra_loss_weight
         critic_vars = self.model.critic_variables
         # Under a tf.distribute strategy each update synchronises (merge_call), which cannot
         # happen inside a graph while-loop: unroll the loop there.

@@ -87,7 +87,8 @@ def test_actor_side_losses_never_move_the_critics():
     """With lambda_l = lambda_h = 0 only L_c and L_s act (and the actor terms, beta, read frozen
     critics): the critic weights must stay where they are."""
     model = tiny_model()
-    learner = Learner(model, target_copy(model), tiny_config(loss_weights=(0.0, 0.0, 1.0, 1.0)))
+    cfg = tiny_config(lra_loss_weight=0.0, hra_loss_weight=0.0)
+    learner = Learner(model, target_copy(model), cfg)
     before = [v.numpy() for v in model.critic_variables]
     actor_before = model.lra.actor.dense.kernel.numpy()
     learner.train_step(list_batch())
@@ -174,7 +175,8 @@ def test_config_validation_names_the_flag():
                                ({"reward_click": (1.0, 1.0)}, "--reward_click=.*4 values"),
                                ({"embedding_dim": 30}, "--embedding_dim=30: expected a multiple"),
                                ({"gamma": 1.5}, "--gamma=1.5"),
-                               ({"loss_weights": (1.0,)}, "--loss_weights"),
+                               ({"click_loss_weight": -1.0},
+                                "--click_loss_weight=-1.0: expected >= 0"),
                                ({"embedding_l2": -1e-4}, "--embedding_l2=-0.0001: expected >= 0"),
                                ({"per_slot_states": True, "state_window": "prefix"},
                                 "--per_slot_states=True: expected false with --state_window=prefix")]:

@@ -41,7 +41,7 @@ def test_train_cli_end_to_end(sim_data, tmp_path):
 def test_flag_errors_name_the_flag(sim_data, tmp_path):
     for flag, message in (("--target_q=triple", "--target_q=triple: expected one of"),
                           ("--reward_click=1,1", "--reward_click=(1.0, 1.0): expected 4 values"),
-                          ("--loss_weights=a,b", "--loss_weights=a,b: expected comma-separated")):
+                          ("--reward_time=a,b", "--reward_time=a,b: expected comma-separated")):
         done = _run([f"--data_dir={sim_data}", f"--model_dir={tmp_path / 'x'}", flag])
         assert done.returncode != 0 and message in done.stderr, done.stderr[-2000:]
 
