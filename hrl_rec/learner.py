@@ -186,8 +186,9 @@ class Learner:
                       + losses.anchor_loss(fwd.a_high, fwd.logged, weight))
             if cfg.action_anchor > 0:
                 total += cfg.action_anchor * anchor
-            if cfg.embedding_l2 > 0:
-                total += losses.l2_penalty(model.embedding_tables, cfg.embedding_l2)
+            l2 = (losses.l2_penalty(model.embedding_tables, cfg.embedding_l2)
+                  if cfg.embedding_l2 > 0 else tf.constant(0.0))
+            total += l2
             scaled = total * share
         critic_vars, other_vars = model.critic_variables, model.non_critic_variables
         grads = tape.gradient(scaled, critic_vars + other_vars)
@@ -202,6 +203,7 @@ class Learner:
             "loss/lra_critic": critic_low, "loss/lra_actor": actor_low,
             "loss/hra_critic": critic_high, "loss/hra_actor": actor_high,
             "loss/click": click, "loss/similarity": similarity, "loss/anchor": anchor,
+            "loss/embedding_l2": l2,
             "q/lra": mean(model.lra.q(s_low, fwd.logged)), "q/hra": mean(
                 model.hra.q(s_high, fwd.logged)),
             "q/lra_target": mean(y_low), "q/hra_target": mean(y_high),

@@ -112,7 +112,9 @@ def test_embedding_l2_shrinks_the_rows_no_batch_uses():
     assert any(t is model.lra.fields.user_tables[0].embeddings for t in model.embedding_tables)
     batch = list_batch()
     before = _unused_user_row(model, batch)
-    Learner(model, target_copy(model), tiny_config(embedding_l2=0.1)).train_step(batch)
+    penalty = 0.1 * sum(np.sum(np.square(t.numpy())) for t in model.embedding_tables)
+    metrics = Learner(model, target_copy(model), tiny_config(embedding_l2=0.1)).train_step(batch)
+    assert float(metrics["loss/embedding_l2"]) == pytest.approx(penalty, rel=1e-5)
     after = _unused_user_row(model, batch)
     assert np.linalg.norm(after) < 0.99 * np.linalg.norm(before)
 
