@@ -133,12 +133,11 @@ def validate(cfg: HRLConfig, n_channels: int) -> None:
         (cfg.action_noise >= 0.0, "action_noise", ">= 0"),
         (len(cfg.reward_bias) == 4, "reward_bias", "4 values (click, time, diversity, novelty)"),
         (cfg.batch_size >= 1, "batch_size", ">= 1"),
-        (cfg.embedding_l2 >= 0.0, "embedding_l2", ">= 0"),
         (cfg.candidates_per_channel >= 1, "candidates_per_channel", ">= 1"),
         (cfg.dwell_unit_s > 0, "dwell_unit_s", "> 0"),
     ]
     for name in ("lra_loss_weight", "hra_loss_weight", "click_loss_weight",
-                 "similarity_loss_weight"):
+                 "similarity_loss_weight", "embedding_l2"):
         checks.append((getattr(cfg, name) >= 0.0, name, ">= 0"))
     for name in ("reward_click", "reward_time", "reward_diversity", "reward_novelty"):
         checks.append((len(getattr(cfg, name)) == n_channels, name,

@@ -6,6 +6,7 @@ keeps the loss weights of Eq. 18 independent of the batch size).
 """
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 
@@ -62,8 +63,10 @@ def anchor_loss(a, d_logged, weight):
 
 
 def l2_penalty(tables, weight: float):
-    """weight * sum_k ||E_k||^2 over the embedding tables E_k (Keras's L2 regulariser)."""
-    return weight * tf.add_n([tf.reduce_sum(tf.square(t)) for t in tables])
+    """weight * sum_k ||E_k||^2 over the embedding tables E_k: Keras's L2 regulariser, the one
+    the baselines' --l2 puts on their tables."""
+    regulariser = keras.regularizers.L2(weight)
+    return tf.add_n([regulariser(t) for t in tables])
 
 
 def total_loss(l_low, l_high, l_click, l_similarity, weights):
