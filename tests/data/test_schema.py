@@ -134,3 +134,35 @@ def test_hand_encoded_examples_equal_protobuf_serialisation():
     assert list(f["user_fields"].int64_list.value) == [5, 300]
     assert np.frombuffer(f["item_id"].bytes_list.value[0], "<i4").tolist() == list(range(10))
     assert sorted(f) == sorted(list(tfrecord_io.COLUMN_DTYPES) + ["user_id", "user_fields"])
+
+
+def test_shard_records_of_many_sizes_equal_protobuf_serialisation(tmp_path):
+    """Cached entry heads: users of 10, 20 and 3,000 impressions (a column of 36,000 bytes,
+    past the varint table), two users sharing a profile, one with a multi-byte field value."""
+    import tensorflow as tf
+    sizes = {0: 10, 1: 3000, 2: 20, 4: 10}
+    user = np.repeat(list(sizes), list(sizes.values()))
+    request = np.concatenate([np.arange(n) // 10 for n in sizes.values()])
+    slot = np.concatenate([np.arange(n) % 10 for n in sizes.values()])
+    log = make_log(user, request, slot, np.arange(len(user)) % 100)
+    log.user_fields[user == 4] = [300, 1]
+    target = np.ones(len(user), np.int64)
+    path = str(tmp_path / "train-00000-of-00001.tfrecord")
+    spec = SPEC.__class__(**{**SPEC.__dict__, "user_field_sizes": (301, 2)})
+    assert tfrecord_io.write_shard(path, log, target, spec) == 4
+    raws = list(tf.data.TFRecordDataset(path).as_numpy_iterator())
+    for raw, (u, n) in zip(raws, sizes.items()):
+        parsed = tf.train.Example.FromString(raw)
+        assert parsed.SerializeToString(deterministic=True) == raw
+        assert list(parsed.features.feature["user_id"].int64_list.value) == [u]
+        assert len(parsed.features.feature["slot"].bytes_list.value[0]) == 4 * n
+    assert list(tf.train.Example.FromString(raws[3]).features.feature[
+        "user_fields"].int64_list.value) == [300, 1]
+
+
+def test_take_accepts_indices_and_masks():
+    log = make_log([1] * 10, [7] * 10, range(10), range(10))
+    mask = log.slot % 3 == 0
+    for picked in (log.take(mask), log.take(np.flatnonzero(mask))):
+        np.testing.assert_array_equal(picked.slot, [0, 3, 6, 9])
+        np.testing.assert_array_equal(picked.tags[:, 0], log.tags[mask, 0])
