@@ -125,18 +125,18 @@ class LoggingPolicy:
     def greedy_order(self, user_fields, candidates, age) -> np.ndarray:
         """[n, S] flat candidate indices: each channel's quota of best items, by predicted CTR."""
         n, n_ch, k = candidates.shape
-        within = self.model.rank_scores(user_fields, candidates, age)
-        full = within + self.model.channel_scores(user_fields)[:, :, None]
-        picks = []
+        within = self.model.rank_scores(user_fields, candidates, age)  # ours: picks are erased
+        channel = self.model.channel_scores(user_fields)
+        picks, score = [], []
         rows = np.arange(n)
         for c in range(n_ch):
-            scores = within[:, c].copy()
+            scores = within[:, c]
             for _ in range(int(self.quota[c])):  # quotas are small: repeated argmax beats sorting
                 best = scores.argmax(axis=1)
+                score.append(scores[rows, best] + channel[:, c])  # the full logit of the pick
                 scores[rows, best] = -np.inf
-                picks.append((best + c * k)[:, None])
-        picks = np.concatenate(picks, axis=1)
-        score = np.take_along_axis(full.reshape(n, -1), picks, axis=1)
+                picks.append(best + c * k)
+        picks, score = np.stack(picks, axis=1), np.stack(score, axis=1)
         return np.take_along_axis(picks, np.argsort(-score, axis=1, kind="stable"), axis=1)
 
     def act(self, user_fields, candidates, age, epsilon: float, rng, trace=None):
