@@ -88,15 +88,16 @@ class LogisticClickModel:
                     age: np.ndarray) -> np.ndarray:
         """[n, C, K] logits up to a per-(user, channel) constant, which ranking ignores."""
         w = self.weights
-        if self._item_score is None:
+        if self._item_score is None:  # [item, age bucket] -> the user-independent part
             fields = self.world.items.fields
-            self._item_score = w[self.item_offset[1] + fields[:, 0]] + w[
-                self.item_offset[2] + fields[:, 1]]
+            item = w[self.item_offset[1] + fields[:, 0]] + w[self.item_offset[2] + fields[:, 1]]
+            self._item_score = (item[:, None] + w[self.item_offset[3] + np.arange(N_AGE_BUCKETS)]
+                                ).ravel()
         fv = user_fields + self.field_offset  # [n, F]
         topic_w = w[self.cross_topic_offset + fv[:, :, None] * self.n_topics
                     + np.arange(self.n_topics)].sum(1)  # [n, topics]
         row = (np.arange(len(candidates)) * self.n_topics)[:, None, None]
-        return (self._item_score[candidates] + w[self.item_offset[3] + age]
+        return (self._item_score[candidates * N_AGE_BUCKETS + age]
                 + topic_w.ravel()[row + self.item_topic[candidates]])
 
     def channel_scores(self, user_fields: np.ndarray) -> np.ndarray:
@@ -122,8 +123,18 @@ class LoggingPolicy:
         self.model = LogisticClickModel(cfg, world)
         self.quota = np.bincount(cfg.quota_channels(), minlength=len(CHANNELS))
 
-    def greedy_order(self, user_fields, candidates, age) -> np.ndarray:
-        """[n, S] flat candidate indices: each channel's quota of best items, by predicted CTR."""
+    def greedy_order(self, user_fields, candidates, age, block: int = 256) -> np.ndarray:
+        """[n, S] flat candidate indices: each channel's quota of best items, by predicted CTR.
+
+        Requests go in blocks of `block`: smaller score arrays, ~1.3x faster than all at once
+        (measured in data.generate's loop; blocks of 16 are slower again, from call overheads).
+        """
+        return np.concatenate([self._greedy_block(user_fields[a:a + block], candidates[a:a + block],
+                                                  age[a:a + block])
+                               for a in range(0, len(candidates), block)] or
+                              [np.zeros((0, self.cfg.list_size), np.int64)])
+
+    def _greedy_block(self, user_fields, candidates, age) -> np.ndarray:
         n, n_ch, k = candidates.shape
         within = self.model.rank_scores(user_fields, candidates, age)  # ours: picks are erased
         channel = self.model.channel_scores(user_fields)

@@ -329,26 +329,37 @@ class IRecSim:
         self.age_table = np.stack([age_bucket((days_old + h) * 3600.0) for h in (0.0, 6.0)]
                                   ).astype(np.int8)
 
-    def candidate_age_buckets(self, req: "Requests", item_ids: np.ndarray) -> np.ndarray:
-        """item_age_bucket of `item_ids` ([n, ...]) at the time of each request of `req`."""
-        late = (req.context[:, 0] >= 6).astype(np.int64) * self.age_table.shape[1]
+    def candidate_age_buckets(self, hour: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+        """item_age_bucket of `item_ids` ([n, ...]) at each request's hour of day ([n])."""
+        late = (hour >= 6).astype(np.int64) * self.age_table.shape[1]
         return self.age_table.ravel()[late.reshape((-1,) + (1,) * (item_ids.ndim - 1)) + item_ids]
 
-    def _matching(self, rows: np.ndarray) -> np.ndarray:
+    def _matching(self, rows: np.ndarray, hour: np.ndarray, block: int = 256):
         """Top-K items per channel by <u + noise, v_i> + jitter_i, never the user's recent items.
 
         The noise is a random tilt of the user vector per request (a noisy user embedding, as a
         real retrieval stage has), which keeps consecutive requests from repeating one set.
+        Returns the candidates [n, C, K] and their age buckets at each request's `hour`.
+        Requests go in blocks of `block`: smaller score arrays, ~1.3x faster than all at once.
         """
-        k = self.cfg.candidates_per_channel
         n = len(rows)
-        out = np.empty((n, len(CHANNELS), k), np.int64)
         u = self.interest[rows] + self.rng.standard_normal(
             (n, self.cfg.latent_dim), dtype=np.float32) * (
                 self.cfg.match_noise / np.sqrt(self.cfg.latent_dim))
+        out = np.empty((n, len(CHANNELS), self.cfg.candidates_per_channel), np.int64)
+        age = np.empty(out.shape, np.int8)
+        for a in range(0, n, block):
+            out[a:a + block] = self._match_block(u[a:a + block], self.recent[rows[a:a + block]])
+            age[a:a + block] = self.candidate_age_buckets(hour[a:a + block], out[a:a + block])
+        return out, age
+
+    def _match_block(self, u: np.ndarray, recent: np.ndarray) -> np.ndarray:
+        k = self.cfg.candidates_per_channel
+        n = len(u)
+        out = np.empty((n, len(CHANNELS), k), np.int64)
         scores = u @ self.pool_latent
         scores += self.pool_jitter
-        scores[np.arange(n)[:, None], self.pool_col[self.recent[rows]]] = RECENT_SCORE
+        scores[np.arange(n)[:, None], self.pool_col[recent]] = RECENT_SCORE
         widest = int(np.diff(self.pool_offset).max())
         if self._key_buffer.size < n * widest:
             self._key_buffer = np.empty(n * widest, np.int64)
@@ -365,14 +376,13 @@ class IRecSim:
         hour = (t // 3600) % 24
         weekday = np.full(len(rows), self.day % 7)
         self.request_count[rows] += 1
+        candidates, age = self._matching(rows, hour)
         req = Requests(
             user_id=self.user_id[rows],
             request_id=(self.user_id[rows] << 20) + self.request_count[rows],
             timestamp=t, day=self.day, page=self.page[rows].copy(),
             context=np.stack([hour, weekday, self.network[rows]], axis=1),
-            user_fields=self.fields[rows], candidates=self._matching(rows), candidate_age=None,
-            rows=rows)
-        req.candidate_age = self.candidate_age_buckets(req, req.candidates)
+            user_fields=self.fields[rows], candidates=candidates, candidate_age=age, rows=rows)
         self._pending = req
         return req
 
@@ -429,7 +439,7 @@ class IRecSim:
         dwell = np.where(clicked, np.minimum(dwell, 3 * items.duration[slates]), 0.0)
         return Feedback(clicked=clicked, dwell=dwell.astype(np.float32),
                         true_ctr=p.astype(np.float32), novel_tags=novel,
-                        item_age_bucket=self.candidate_age_buckets(req, slates), tags=tags,
+                        item_age_bucket=self.candidate_age_buckets(req.context[:, 0], slates), tags=tags,
                         shared_tags=shared)
 
     def _update_users(self, req: Requests, slates: np.ndarray, fb: Feedback) -> None:

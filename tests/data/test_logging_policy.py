@@ -97,3 +97,29 @@ def test_lr_learns_a_planted_signal():
     w = policy.model.weights
     q = policy.model.item_offset[1]
     assert w[q + 4] > w[q:q + 4].max() + 1.0
+
+
+def test_rank_scores_hand_computed(setup):
+    """logit up to the (user, channel) part = w[quality] + w[duration] + w[age] + sum over
+    profile fields f of w[f x topic of the item's first tag]."""
+    world, req, policy = setup
+    m = policy.model
+    w, items = m.weights, world.items
+    scores = m.rank_scores(req.user_fields, req.candidates, req.candidate_age)
+    for r, c, j in [(0, 0, 0), (5, 2, 17), (len(req) - 1, 3, 199)]:
+        i, age = req.candidates[r, c, j], req.candidate_age[r, c, j]
+        topic = max(world.tag_topic[items.tags[i, 0]], 0)
+        expected = (w[m.item_offset[1] + items.fields[i, 0]] + w[m.item_offset[2] + items.fields[i, 1]]
+                    + w[m.item_offset[3] + age]
+                    + sum(w[m.cross_topic_offset + (v + m.field_offset[f]) * m.n_topics + topic]
+                          for f, v in enumerate(req.user_fields[r])))
+        assert scores[r, c, j] == pytest.approx(expected, rel=1e-12)
+
+
+def test_greedy_order_does_not_depend_on_the_block_size(setup):
+    _, req, policy = setup
+    whole = policy.greedy_order(req.user_fields, req.candidates, req.candidate_age, block=10**6)
+    for block in (1, 7, 256):
+        np.testing.assert_array_equal(
+            policy.greedy_order(req.user_fields, req.candidates, req.candidate_age, block=block),
+            whole)

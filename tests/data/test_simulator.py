@@ -152,6 +152,27 @@ def test_novel_tags_raise_later_engagement_and_switch_off():
     assert rate(off, novel).mean() == rate(off, familiar).mean() == 1.0
 
 
+def test_matching_does_not_depend_on_the_block_size():
+    """Same draws, same candidates in the same order, whatever the block; each row is the top
+    K of its channel's pool by score and skips the user's recent items."""
+    env, req = _first_requests(SMALL, np.arange(300))
+    env.recent[req.rows[:5], :3] = req.candidates[:5, 0, :3]  # recently shown: never again
+    hour = req.context[:, 0]
+    state = env.rng.bit_generator.state
+    whole, age = env._matching(req.rows, hour, block=10**6)
+    for block in (1, 7, 256):
+        env.rng.bit_generator.state = state
+        got, got_age = env._matching(req.rows, hour, block=block)
+        np.testing.assert_array_equal(got, whole)
+        np.testing.assert_array_equal(got_age, age)
+    np.testing.assert_array_equal(age, env.candidate_age_buckets(hour, whole))
+    for r in range(5):
+        assert not np.isin(req.candidates[r, 0, :3], whole[r]).any()
+    for c, pool in enumerate(env.pools):
+        assert np.isin(whole[:, c], pool).all()
+        assert (np.sort(whole[:, c], 1)[:, 1:] != np.sort(whole[:, c], 1)[:, :-1]).all()
+
+
 def test_env_rejects_bad_slates_and_users():
     env, req = _first_requests(SMALL, np.arange(100))
     n = len(req)
