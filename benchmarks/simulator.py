@@ -1,11 +1,16 @@
 """IRecSim speed: batch generation (one core) and the interactive env API.
 
     python -m benchmarks.simulator [--n_users=20000] [--n_days=4] [any data.generate flag]
+    python -m benchmarks.simulator --free_stages=matching,ranking   # upper bounds
 
 Lines: `simulate_impressions_per_s` (simulation, logging policy and its daily LR, no I/O),
 `generate_impressions_per_s` (the same plus the chronological split and writing TFRecord shards:
 what data.generate does per process), `env_steps_per_s` and `env_impressions_per_s` (reset/step
 with a policy that shows each request's first candidates). All on one core.
+
+`--free_stages` bounds what generation could reach if the named stages cost nothing: `matching`
+serves every request its channels' first K pool items, `ranking` (with matching) gives the
+policy fixed quota picks. The data are then not IRecSim's; the lines are named `bound_*`.
 """
 from benchmarks.common import emit, one_core
 
@@ -21,6 +26,7 @@ from absl import app, flags  # noqa: E402
 from data import config_flags, generate  # noqa: E402
 from data.sim_config import SimConfig  # noqa: E402
 from data.sim_world import make_world  # noqa: E402
+from data.logging_policy import LoggingPolicy  # noqa: E402
 from data.simulator import IRecSim  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -29,19 +35,57 @@ generate.define_flags()  # every data.generate flag, so any of them can be bench
 FLAGS.set_default("n_users", 20000)
 FLAGS.set_default("n_days", 4)
 FLAGS.set_default("test_days", 1)
+flags.DEFINE_list("free_stages", [], "Stages to replace by free stand-ins (matching, ranking), "
+                  "for upper bounds; the lines are then named bound_*.")
+
+
+def _free_matching(env, rows, hour, block=0):
+    """Each channel's first K pool items for every request (no scoring, no selection)."""
+    del block
+    if getattr(env, "_free_day", None) != env.day:
+        k = env.cfg.candidates_per_channel
+        env._free_candidates = np.stack([ids[:k] for ids in env.pools])[None]
+        env._free_day = env.day
+    fixed = env._free_candidates
+    candidates = np.broadcast_to(fixed, (len(rows),) + fixed.shape[1:])
+    return candidates, env.candidate_age_buckets(hour, candidates)
+
+
+def _free_ranking(policy, user_fields, candidates, age, block=0):
+    """Each channel's first quota candidates, in channel order (no LR scores)."""
+    del user_fields, age, block
+    k = candidates.shape[2]
+    picks = np.concatenate([c * k + np.arange(q) for c, q in enumerate(policy.quota)])
+    return np.broadcast_to(picks, (len(candidates), len(picks)))
+
+
+def _use_free_stages(stages) -> str:
+    unknown = set(stages) - {"matching", "ranking"}
+    if unknown or ("ranking" in stages and "matching" not in stages):
+        raise app.UsageError(f"--free_stages={','.join(stages)}: expected matching or "
+                             f"matching,ranking")
+    if "matching" in stages:
+        IRecSim._matching = _free_matching
+    if "ranking" in stages:
+        LoggingPolicy.greedy_order = _free_ranking
+    return "bound_" if stages else ""
 
 
 def main(argv):
     del argv
+    prefix = _use_free_stages(FLAGS.free_stages)
     cfg = config_flags.from_flags(SimConfig)
     settings = {"n_users": cfg.n_users, "n_days": cfg.n_days, "cores": 1,
                 "candidates": f"4x{cfg.candidates_per_channel}"}
+    if FLAGS.free_stages:
+        settings["free_stages"] = ",".join(FLAGS.free_stages)
     world = make_world(cfg)
     start = time.perf_counter()
     days, _ = generate.simulate_shard(cfg, 0, 1, world=world)
     sim_s = time.perf_counter() - start
     n = sum(len(d[1]) for d in days)
-    emit("simulate_impressions_per_s", n / sim_s, "impressions/s", impressions=n, **settings)
+    emit(prefix + "simulate_impressions_per_s", n / sim_s, "impressions/s", impressions=n,
+         **settings)
     spec = generate.feature_spec(world)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
@@ -49,8 +93,8 @@ def main(argv):
         for split, (log, target) in (("train", train), ("test", test)):
             generate.writer.write_split(out, split, log, target, spec, 0, 1)
         write_s = time.perf_counter() - start
-    emit("generate_impressions_per_s", n / (sim_s + write_s), "impressions/s", impressions=n,
-         write_seconds=round(write_s, 2), **settings)
+    emit(prefix + "generate_impressions_per_s", n / (sim_s + write_s), "impressions/s",
+         impressions=n, write_seconds=round(write_s, 2), **settings)
 
     env_cfg = dataclasses.replace(cfg, n_days=2)
     env = IRecSim(make_world(env_cfg), rng_key=0)
@@ -65,8 +109,8 @@ def main(argv):
     env_s = time.perf_counter() - start
     env_settings = {**settings, "n_days": env_cfg.n_days, "mean_requests_per_step":
                     round(pages / steps, 1)}
-    emit("env_steps_per_s", steps / env_s, "steps/s", **env_settings)
-    emit("env_impressions_per_s", pages * env_cfg.list_size / env_s, "impressions/s",
+    emit(prefix + "env_steps_per_s", steps / env_s, "steps/s", **env_settings)
+    emit(prefix + "env_impressions_per_s", pages * env_cfg.list_size / env_s, "impressions/s",
          **env_settings)
 
 

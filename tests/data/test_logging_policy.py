@@ -109,8 +109,8 @@ def test_rank_scores_hand_computed(setup):
     for r, c, j in [(0, 0, 0), (5, 2, 17), (len(req) - 1, 3, 199)]:
         i, age = req.candidates[r, c, j], req.candidate_age[r, c, j]
         topic = max(world.tag_topic[items.tags[i, 0]], 0)
-        expected = (w[m.item_offset[1] + items.fields[i, 0]] + w[m.item_offset[2] + items.fields[i, 1]]
-                    + w[m.item_offset[3] + age]
+        expected = (w[m.item_offset[1] + items.fields[i, 0]]
+                    + w[m.item_offset[2] + items.fields[i, 1]] + w[m.item_offset[3] + age]
                     + sum(w[m.cross_topic_offset + (v + m.field_offset[f]) * m.n_topics + topic]
                           for f, v in enumerate(req.user_fields[r])))
         assert scores[r, c, j] == pytest.approx(expected, rel=1e-12)
