@@ -349,14 +349,14 @@ class IRecSim:
         out = np.empty((n, len(CHANNELS), self.cfg.candidates_per_channel), np.int64)
         age = np.empty(out.shape, np.int8)
         for a in range(0, n, block):
-            out[a:a + block] = self._match_block(u[a:a + block], self.recent[rows[a:a + block]])
+            self._match_block(u[a:a + block], self.recent[rows[a:a + block]], out[a:a + block])
             age[a:a + block] = self.candidate_age_buckets(hour[a:a + block], out[a:a + block])
         return out, age
 
-    def _match_block(self, u: np.ndarray, recent: np.ndarray) -> np.ndarray:
+    def _match_block(self, u: np.ndarray, recent: np.ndarray, out: np.ndarray) -> None:
+        """Writes the candidates of users `u` [n, d] with recent items `recent` into `out`."""
         k = self.cfg.candidates_per_channel
         n = len(u)
-        out = np.empty((n, len(CHANNELS), k), np.int64)
         scores = u @ self.pool_latent
         scores += self.pool_jitter
         scores[np.arange(n)[:, None], self.pool_col[recent]] = RECENT_SCORE
@@ -369,7 +369,6 @@ class IRecSim:
                 out[:, c] = ids[top_k_columns(scores[:, lo:hi], k, self._key_buffer)]
             else:
                 out[:, c] = ids
-        return out
 
     def _make_requests(self, rows: np.ndarray) -> Requests:
         t = self.t_next[rows]

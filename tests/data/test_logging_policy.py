@@ -123,3 +123,5 @@ def test_greedy_order_does_not_depend_on_the_block_size(setup):
         np.testing.assert_array_equal(
             policy.greedy_order(req.user_fields, req.candidates, req.candidate_age, block=block),
             whole)
+    none = policy.greedy_order(req.user_fields[:0], req.candidates[:0], req.candidate_age[:0])
+    assert none.shape == (0, CFG.list_size)
