@@ -438,8 +438,8 @@ class IRecSim:
         dwell = np.where(clicked, np.minimum(dwell, 3 * items.duration[slates]), 0.0)
         return Feedback(clicked=clicked, dwell=dwell.astype(np.float32),
                         true_ctr=p.astype(np.float32), novel_tags=novel,
-                        item_age_bucket=self.candidate_age_buckets(req.context[:, 0], slates), tags=tags,
-                        shared_tags=shared)
+                        item_age_bucket=self.candidate_age_buckets(req.context[:, 0], slates),
+                        tags=tags, shared_tags=shared)
 
     def _update_users(self, req: Requests, slates: np.ndarray, fb: Feedback) -> None:
         cfg, items = self.cfg, self.world.items
