@@ -2,6 +2,7 @@
 
     python -m benchmarks.simulator [--n_users=20000] [--n_days=4] [any data.generate flag]
     python -m benchmarks.simulator --free_stages=matching,ranking   # upper bounds
+    python -m benchmarks.simulator --repeats=3   # median of 3 generation runs, each listed
 
 Lines: `simulate_impressions_per_s` (simulation, logging policy and its daily LR, no I/O),
 `generate_impressions_per_s` (the same plus the chronological split and writing TFRecord shards:
@@ -35,6 +36,8 @@ generate.define_flags()  # every data.generate flag, so any of them can be bench
 FLAGS.set_default("n_users", 20000)
 FLAGS.set_default("n_days", 4)
 FLAGS.set_default("test_days", 1)
+flags.DEFINE_integer("repeats", 1, "Generation runs; the lines give their median (and each run).",
+                     lower_bound=1)
 flags.DEFINE_list("free_stages", [], "Stages to replace by free stand-ins (matching, ranking), "
                   "for upper bounds; the lines are then named bound_*.")
 
@@ -71,6 +74,21 @@ def _use_free_stages(stages) -> str:
     return "bound_" if stages else ""
 
 
+def _generate_once(cfg: SimConfig, world) -> tuple[int, float, float]:
+    """One shard as data.generate makes it: (impressions, simulation s, split + write s)."""
+    start = time.perf_counter()
+    days, _ = generate.simulate_shard(cfg, 0, 1, world=world)
+    sim_s = time.perf_counter() - start
+    spec = generate.feature_spec(world)
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        train, test, _ = generate.split_days(cfg, days, 100)
+        for split, (log, target) in (("train", train), ("test", test)):
+            generate.writer.write_split(out, split, log, target, spec, 0, 1)
+        write_s = time.perf_counter() - start
+    return sum(len(d[1]) for d in days), sim_s, write_s
+
+
 def main(argv):
     del argv
     prefix = _use_free_stages(FLAGS.free_stages)
@@ -80,21 +98,15 @@ def main(argv):
     if FLAGS.free_stages:
         settings["free_stages"] = ",".join(FLAGS.free_stages)
     world = make_world(cfg)
-    start = time.perf_counter()
-    days, _ = generate.simulate_shard(cfg, 0, 1, world=world)
-    sim_s = time.perf_counter() - start
-    n = sum(len(d[1]) for d in days)
-    emit(prefix + "simulate_impressions_per_s", n / sim_s, "impressions/s", impressions=n,
-         **settings)
-    spec = generate.feature_spec(world)
-    with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
-        train, test, _ = generate.split_days(cfg, days, 100)
-        for split, (log, target) in (("train", train), ("test", test)):
-            generate.writer.write_split(out, split, log, target, spec, 0, 1)
-        write_s = time.perf_counter() - start
-    emit(prefix + "generate_impressions_per_s", n / (sim_s + write_s), "impressions/s",
-         impressions=n, write_seconds=round(write_s, 2), **settings)
+    runs = [_generate_once(cfg, world) for _ in range(FLAGS.repeats)]
+    n = runs[0][0]
+    for name, rates, extra in (
+            ("simulate_impressions_per_s", [n / sim_s for _, sim_s, _ in runs], {}),
+            ("generate_impressions_per_s", [n / (sim_s + write_s) for _, sim_s, write_s in runs],
+             {"write_seconds": round(float(np.median([r[2] for r in runs])), 2)})):
+        if len(runs) > 1:  # this machine's speed drifts: the median, and every run beside it
+            extra["runs"] = [round(r) for r in rates]
+        emit(prefix + name, np.median(rates), "impressions/s", impressions=n, **extra, **settings)
 
     env_cfg = dataclasses.replace(cfg, n_days=2)
     env = IRecSim(make_world(env_cfg), rng_key=0)
