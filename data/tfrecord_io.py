@@ -62,6 +62,11 @@ _T1, _T2, _T3 = b"\x0a", b"\x12", b"\x1a"  # fields 1, 2, 3 with wire type 2
 _KEYS: dict = {}  # feature name -> its encoded map-entry key field
 
 
+def _key_field(key: str) -> bytes:
+    """The map entry's key field (1) for a feature name, encoded once."""
+    return _KEYS.get(key) or _KEYS.setdefault(key, _field(_T1, key.encode()))
+
+
 def _bytes_entry_head(key: str, length: int) -> bytes:
     """A feature-map entry holding one bytes value of `length` bytes, up to the value itself.
 
@@ -71,15 +76,14 @@ def _bytes_entry_head(key: str, length: int) -> bytes:
     inner = _T1 + _varint(length)  # BytesList.value (1)
     feature = _T1 + _varint(len(inner) + length) + inner  # Feature.bytes_list (1)
     value = _T2 + _varint(len(feature) + length) + feature  # map entry value (2)
-    key_field = _KEYS.get(key) or _KEYS.setdefault(key, _field(_T1, key.encode()))
+    key_field = _key_field(key)
     return _T1 + _varint(len(key_field) + len(value) + length) + key_field + value
 
 
 def _int64_entry(key: str, values) -> bytes:
     """A feature-map entry holding Feature.int64_list (3) -> Int64List.value (1), packed."""
     feature = _field(_T3, _field(_T1, b"".join(_varint(int(v)) for v in values)))
-    key_field = _KEYS.get(key) or _KEYS.setdefault(key, _field(_T1, key.encode()))
-    return _field(_T1, key_field + _field(_T2, feature))
+    return _field(_T1, _key_field(key) + _field(_T2, feature))
 
 
 def encode_user(log: ImpressionLog, target: np.ndarray) -> bytes:
