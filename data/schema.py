@@ -153,6 +153,8 @@ def validate(log: ImpressionLog, spec: FeatureSpec, source: str = "<memory>",
                                   f"{_locate(source, bad, row_offset, row_label)}")
 
     def check_range(name, values, lo, hi):
+        if n == 0 or (values.min() >= lo and values.max() < hi):  # two reductions, no masks
+            return
         values = values.reshape(n, -1) if values.ndim > 1 else values.reshape(n, 1)
         bad_rows = np.flatnonzero(((values < lo) | (values >= hi)).any(axis=1))
         if bad_rows.size:

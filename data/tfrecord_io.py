@@ -96,36 +96,39 @@ def _encode_users(log: ImpressionLog, target: np.ndarray, slices):
     deterministic protobuf serialisation; a test checks the bytes are identical).
 
     Encoding by hand is 10x faster than building protobuf objects; each column becomes bytes
-    once and a user's record is byte slices of it behind cached entry heads.
+    once and a user's record is zero-copy memoryview slices of it behind cached entry heads,
+    joined once with the record's own length prefix.
     """
-    columns = {}
+    columns = []
     for name, dtype in COLUMN_DTYPES.items():
-        values = target if name == "target" else getattr(log, name)
-        row_bytes = np.dtype(dtype).itemsize * (values.shape[1] if values.ndim == 2 else 1)
-        columns[name] = (np.ascontiguousarray(values, dtype).tobytes(), row_bytes)
+        values = np.ascontiguousarray(target if name == "target" else getattr(log, name), dtype)
+        row_bytes = values.itemsize * (values.shape[1] if values.ndim == 2 else 1)
+        columns.append((name, memoryview(values.reshape(-1).view(np.uint8)), row_bytes))
     if (log.user_id < 0).any() or (log.user_fields < 0).any():
         raise schema.SchemaError("user_id and user_fields must be >= 0")
-    keys = sorted([*columns, "user_id", "user_fields"])
-    heads = {}  # impressions -> each column's entry head
+    # The map is sorted by key: the columns, then user_fields and user_id (asserted below).
+    columns.sort()
+    assert columns[-1][0] < "user_fields" < "user_id"
+    heads = {}  # impressions -> (each column's entry head, bytes of all column entries)
     field_entries = {}  # profile fields -> their entry (few distinct profiles)
     for sl in slices:
-        n = sl.stop - sl.start
-        head = heads.get(n)
-        if head is None:
-            head = heads[n] = {name: _bytes_entry_head(name, n * row_bytes)
-                               for name, (_, row_bytes) in columns.items()}
-        fields = tuple(log.user_fields[sl.start].tolist())
-        ints = {"user_id": _int64_entry("user_id", [log.user_id[sl.start]]),
-                "user_fields": field_entries.get(fields) or field_entries.setdefault(
-                    fields, _int64_entry("user_fields", fields))}
-        parts = []
-        for key in keys:
-            if key in ints:
-                parts.append(ints[key])
-            else:
-                data, row_bytes = columns[key]
-                parts += (head[key], data[sl.start * row_bytes:sl.stop * row_bytes])
-        yield _field(_T1, b"".join(parts))
+        a, b = sl.start, sl.stop
+        cached = heads.get(b - a)
+        if cached is None:
+            lengths = [(b - a) * row_bytes for _, _, row_bytes in columns]
+            head = [_bytes_entry_head(name, n) for (name, _, _), n in zip(columns, lengths)]
+            cached = heads[b - a] = (head, sum(map(len, head)) + sum(lengths))
+        head, size = cached
+        fields = tuple(log.user_fields[a].tolist())
+        ints = (field_entries.get(fields) or field_entries.setdefault(
+                    fields, _int64_entry("user_fields", fields)),
+                _int64_entry("user_id", [log.user_id[a]]))
+        size += len(ints[0]) + len(ints[1])
+        parts = [_T1 + _varint(size)]
+        for h, (_, data, row_bytes) in zip(head, columns):
+            parts += (h, data[a * row_bytes:b * row_bytes])
+        parts += ints
+        yield b"".join(parts)
 
 
 def user_slices(user_id: np.ndarray) -> list[slice]:
