@@ -20,6 +20,7 @@ from data.sim_config import CHANNELS, SimConfig
 from data.sim_world import World
 
 N_AGE_BUCKETS = 6
+WEIGHT_SCALE = 2.0 ** 16  # the LR's weights are multiples of 1/WEIGHT_SCALE
 
 
 class LogisticClickModel:
@@ -81,7 +82,11 @@ class LogisticClickModel:
 
         res = optimize.minimize(loss_grad, self.weights, jac=True, method="L-BFGS-B",
                                 options={"maxiter": 40})
-        self.weights = res.x
+        # L-BFGS amplifies the last-bit differences of BLAS kernels and SIMD exp/log between
+        # CPUs (1e-13 after one day, 1e-5 after four warm-started days, then other rankings):
+        # rounding to 2^-16 gives every CPU the same weights unless one lands within ~1e-13 of
+        # a rounding boundary (about 1e-5 per fit), and makes the ranking sums exact.
+        self.weights = np.rint(res.x * WEIGHT_SCALE) / WEIGHT_SCALE
         self._item_score = None
 
     def rank_scores(self, user_fields: np.ndarray, candidates: np.ndarray,

@@ -35,8 +35,13 @@ HOUR_PROFILE = np.array([2, 1, 1, 1, 1, 2, 4, 7, 9, 7, 6, 7, 9, 8, 6, 6, 6, 7, 8
                          5], np.float64)
 HOUR_PROFILE /= HOUR_PROFILE.sum()
 WIFI, CELL_4G, CELL_5G = 0, 1, 2
-RECENT_SCORE = -1000.0  # matching score of recently shown items: below any real score
-MAX_POOL = 4096  # top_k_columns packs pool columns into 12 bits
+# Matching scores are computed in exact integer arithmetic (in float64), so the candidates do not
+# depend on the CPU: vectors are quantised to 2^-16 per coordinate, products and their sums are
+# then integers below 2^53 that any BLAS kernel, in any summation order, gets exactly right.
+COORD_SCALE = 2.0 ** 16  # one unit of a quantised latent coordinate
+SCORE_SCALE = COORD_SCALE ** 2  # one unit of a quantised score
+RECENT_SCORE = -2.0 ** 40  # quantised score of recently shown items: below any real score
+MAX_POOL = 4096  # top_k_columns breaks ties by the pool column, packed into 12 bits
 
 
 # --- the click model, as pure functions (tested equation by equation) ---------------------------
@@ -63,20 +68,28 @@ def shared_tag_above(tags: np.ndarray) -> np.ndarray:
     return (share & np.tri(s, s, -1, dtype=bool)).sum(-1)
 
 
-def top_k_columns(scores: np.ndarray, k: int, buffer: np.ndarray | None = None) -> np.ndarray:
-    """[n, M] scores in (-2^22, 2^22) -> [n, k] columns of the k largest of each row (any order).
+def quantise(x: np.ndarray, scale: float) -> np.ndarray:
+    """Round x to integer multiples of 1/scale, returned as integer-valued float64."""
+    return np.rint(np.asarray(x, np.float64) * scale)
 
-    Scores quantised to 2^-20 and their column share one int64 key, so a value partition
-    (2.5x faster than argpartition) selects the top k; scores closer than 2^-20 are ties.
-    `buffer` (int64, at least n x M elements) avoids allocating the keys on every call.
+
+def top_k_columns(scores: np.ndarray, k: int, buffer: np.ndarray | None = None) -> np.ndarray:
+    """[n, M] integer-valued scores in (-2^40, 2^40) -> [n, k] columns of each row's k largest,
+    in ascending column order; ties go to the larger column.
+
+    score * 4096 | column is an exact int64 key, unique within a row, so the selected set does not
+    depend on the partition algorithm; numpy's leaves it in an order that differs between CPUs
+    with and without AVX-512, hence the sort. `buffer` (int64, at least n x M elements) avoids
+    allocating the keys on every call.
     """
     n, m = scores.shape
+    if m > MAX_POOL:
+        raise ValueError(f"top_k_columns: {m} columns, at most {MAX_POOL}")
     key = (np.empty((n, m), np.int64) if buffer is None else buffer.ravel()[:n * m].reshape(n, m))
-    np.multiply(scores, 1048576.0, out=key, casting="unsafe")
-    key <<= 12
+    np.multiply(scores, 4096.0, out=key, casting="unsafe")
     key |= np.arange(m, dtype=np.int64)
     key.partition(m - k, axis=1)
-    return key[:, m - k:] & np.int64(0xFFF)
+    return np.sort((key[:, m - k:] & 0xFFF).astype(np.int16), axis=1)  # int16: a faster sort
 
 
 def hour_drift(hour: np.ndarray, amplitude: float) -> np.ndarray:
@@ -97,6 +110,7 @@ def click_logit(cfg: SimConfig, *, alpha, pref, match, quality, same_channel, sh
                 novel, freshness, drift, idio) -> np.ndarray:
     """z of the click model; all inputs broadcast to [n, S] (`pref` = rho_u[c_i])."""
     n_channels = len(CHANNELS)
+    pref = np.asarray(pref, np.float64)  # numpy's float32 log differs between SIMD targets
     return (alpha + drift + cfg.channel_pref_weight * np.log(n_channels * pref)
             + cfg.match_weight * match + quality
             - cfg.repeat_penalty * np.maximum(same_channel - cfg.repeat_free, 0)
@@ -315,11 +329,12 @@ class IRecSim:
         self.pool_offset = np.cumsum([0] + [len(ids) for ids in self.pools])
         all_ids = np.concatenate(self.pools)
         # One extra column scores the "not in today's pool" sentinel that recent items map to.
-        self.pool_latent = np.zeros((self.cfg.latent_dim, len(all_ids) + 1), np.float32)
-        self.pool_latent[:, :-1] = items.latent[all_ids].T
+        self.pool_latent = np.zeros((self.cfg.latent_dim, len(all_ids) + 1))
+        self.pool_latent[:, :-1] = quantise(items.latent[all_ids].T, COORD_SCALE)
         # Item-level jitter of the matching scores, redrawn daily (trending, freshness of stats).
-        self.pool_jitter = np.zeros(len(all_ids) + 1, np.float32)
-        self.pool_jitter[:-1] = self.rng.standard_normal(len(all_ids)) * self.cfg.match_noise
+        self.pool_jitter = np.zeros(len(all_ids) + 1)
+        self.pool_jitter[:-1] = quantise(self.rng.standard_normal(len(all_ids)) * self.cfg.match_noise,
+                                         SCORE_SCALE)
         self.pool_col = np.full(len(items) + 1, len(all_ids), np.int64)  # last: "not in a pool"
         self.pool_col[all_ids] = np.arange(len(all_ids))
         self._key_buffer = np.empty(0, np.int64)
@@ -357,7 +372,7 @@ class IRecSim:
         """Writes the candidates of users `u` [n, d] with recent items `recent` into `out`."""
         k = self.cfg.candidates_per_channel
         n = len(u)
-        scores = u @ self.pool_latent
+        scores = quantise(u, COORD_SCALE) @ self.pool_latent  # exact: integers below 2^40
         scores += self.pool_jitter
         scores[np.arange(n)[:, None], self.pool_col[recent]] = RECENT_SCORE
         widest = int(np.diff(self.pool_offset).max())
@@ -415,7 +430,9 @@ class IRecSim:
         channel = items.channel[slates]
         tags = items.tags[slates]
         shared = shared_tag_above(tags)
-        match = np.einsum("nd,nsd->ns", self.interest[rows], items.latent[slates])
+        # float64 from here: numpy's float32 exp/log differ between SIMD targets (SSE vs AVX2).
+        match = np.einsum("nd,nsd->ns", self.interest[rows], items.latent[slates]
+                          ).astype(np.float64)
         age = np.maximum(req.timestamp[:, None] - items.publish_day[slates] * DAY, 0)
         lifetime = items.lifetime_days[slates] * float(DAY)
         in_profile = np.take_along_axis(self.profile[rows], tags.reshape(len(rows), -1), axis=1)

@@ -1,4 +1,6 @@
 import json
+import os
+import platform
 import subprocess
 import sys
 
@@ -30,6 +32,24 @@ def test_same_seed_same_bytes_whatever_the_processes(tiny, tmp_path):
     generate.generate(TINY, str(tmp_path), n_shards=2, processes=2, history_context=20)
     assert _shard_bytes(out) == _shard_bytes(tmp_path)
     assert (out / "items.npz").read_bytes() == (tmp_path / "items.npz").read_bytes()
+
+
+def test_same_bytes_on_other_simd_and_blas_kernels(tiny, tmp_path):
+    """Another CPU gives the same dataset: numpy confined to its baseline (SSE) kernels and
+    OpenBLAS to an old one, as on a machine without AVX2 / AVX-512, in a fresh process."""
+    from numpy._core import _multiarray_umath as umath  # which SIMD targets this CPU runs
+    targets = [f for f in umath.__cpu_dispatch__ if umath.__cpu_features__.get(f)]
+    if not targets:
+        pytest.skip("numpy already runs its baseline kernels on this CPU")
+    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(targets)}
+    if platform.machine() == "x86_64":
+        env["OPENBLAS_CORETYPE"] = "Sandybridge"
+    code = ("import sys; from data import generate; from data.sim_config import SimConfig; "
+            "generate.generate(SimConfig(n_users=240, n_days=4, test_days=1), sys.argv[1], "
+            "n_shards=2, processes=1, history_context=20)")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, env=env, check=True,
+                   capture_output=True)
+    assert _shard_bytes(tiny[0]) == _shard_bytes(tmp_path)
 
 
 def test_other_seed_other_bytes(tiny, tmp_path):

@@ -56,13 +56,42 @@ def test_age_buckets_and_idiosyncratic_term():
     assert not np.array_equal(eps, simulator.idiosyncratic(8, users, items, 0.5))
 
 
+def test_top_k_columns_hand_computed():
+    """Ties go to the larger column; the columns come out in ascending order."""
+    r = simulator.RECENT_SCORE
+    scores = np.array([[5.0, 1.0, 5.0, 3.0, r, 5.0],
+                       [r, 2.0, -7.0, 2.0, 9.0, r]])
+    np.testing.assert_array_equal(simulator.top_k_columns(scores, 2), [[2, 5], [3, 4]])
+    np.testing.assert_array_equal(simulator.top_k_columns(scores, 3), [[0, 2, 5], [1, 3, 4]])
+    np.testing.assert_array_equal(simulator.top_k_columns(scores, 5), [[0, 1, 2, 3, 5],
+                                                                       [1, 2, 3, 4, 5]])
+    with pytest.raises(ValueError, match="4097 columns, at most 4096"):
+        simulator.top_k_columns(np.zeros((1, 4097)), 3)
+
+
 def test_top_k_columns_matches_sort():
     rng = np.random.default_rng(0)
-    scores = rng.normal(size=(50, 300)).astype(np.float32)
+    scores = simulator.quantise(rng.normal(size=(50, 300)), simulator.SCORE_SCALE)
     scores[:, :5] = simulator.RECENT_SCORE
-    got = np.sort(simulator.top_k_columns(scores, 40), axis=1)
-    want = np.sort(np.argsort(-scores, axis=1)[:, :40], axis=1)
+    got = simulator.top_k_columns(scores, 40)
+    want = np.sort(np.argsort(-scores, axis=1, kind="stable")[:, :40], axis=1)
     np.testing.assert_array_equal(got, want)
+
+
+def test_matching_scores_are_exact_integers():
+    """quantise(u) @ pool_latent + jitter equals the same sum in Python integers, so no BLAS
+    kernel or summation order can change a candidate set."""
+    env, req = _first_requests(SMALL, np.arange(50))
+    u = env.interest[req.rows[:3]]
+    got = simulator.quantise(u, simulator.COORD_SCALE) @ env.pool_latent + env.pool_jitter
+    uq = [[int(x) for x in np.rint(row.astype(np.float64) * 2.0 ** 16)] for row in u]
+    cols = [0, 7, len(env.pool_jitter) - 2]
+    for r, row in enumerate(uq):
+        for col in cols:
+            exact = sum(a * int(b) for a, b in zip(row, env.pool_latent[:, col]))
+            assert got[r, col] == exact + int(env.pool_jitter[col])
+    assert np.abs(got).max() < 2.0 ** 40 and (got == np.rint(got)).all()
+    assert simulator.quantise([0.25, -1.0 / 3.0], 2.0 ** 16).tolist() == [16384.0, -21845.0]
 
 
 @pytest.mark.parametrize("name, delta, sign", [
@@ -107,7 +136,8 @@ def test_position_bias_in_env_and_switch_off():
             env = IRecSim(world, rng_key=0)
             req = env.reset(np.arange(200))
             slates = req.candidates[:, :, :3].reshape(len(req), -1)[:, :10]
-            fb, _ = env.step(slates[:, rng.permutation(10)])
+            order = rng.permuted(np.tile(np.arange(10), (len(req), 1)), axis=1)  # one per user
+            fb, _ = env.step(np.take_along_axis(slates, order, 1))
             slot_ctr += fb.true_ctr.mean(0) / 20
         if decay > 0:
             assert (np.diff(slot_ctr) < 0).all()
