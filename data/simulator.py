@@ -354,7 +354,8 @@ class IRecSim:
 
         The noise is a random tilt of the user vector per request (a noisy user embedding, as a
         real retrieval stage has), which keeps consecutive requests from repeating one set.
-        Returns the candidates [n, C, K] and their age buckets at each request's `hour`.
+        Returns the candidates [n, C, K] (each channel's in pool order, so that no CPU's partition
+        order leaks into the data) and their age buckets at each request's `hour`.
         Requests go in blocks of `block`: smaller score arrays, ~1.3x faster than all at once.
         """
         n = len(rows)
