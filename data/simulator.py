@@ -37,7 +37,7 @@ HOUR_PROFILE /= HOUR_PROFILE.sum()
 WIFI, CELL_4G, CELL_5G = 0, 1, 2
 # Matching scores are computed in exact integer arithmetic (in float64), so the candidates do not
 # depend on the CPU: vectors are quantised to 2^-16 per coordinate, products and their sums are
-# then integers below 2^53 that any BLAS kernel, in any summation order, gets exactly right.
+# then integers below 2^40 that any BLAS kernel, in any summation order, gets exactly right.
 COORD_SCALE = 2.0 ** 16  # one unit of a quantised latent coordinate
 SCORE_SCALE = COORD_SCALE ** 2  # one unit of a quantised score
 RECENT_SCORE = -2.0 ** 40  # quantised score of recently shown items: below any real score
@@ -333,8 +333,8 @@ class IRecSim:
         self.pool_latent[:, :-1] = quantise(items.latent[all_ids].T, COORD_SCALE)
         # Item-level jitter of the matching scores, redrawn daily (trending, freshness of stats).
         self.pool_jitter = np.zeros(len(all_ids) + 1)
-        self.pool_jitter[:-1] = quantise(self.rng.standard_normal(len(all_ids)) * self.cfg.match_noise,
-                                         SCORE_SCALE)
+        jitter = self.rng.standard_normal(len(all_ids)) * self.cfg.match_noise
+        self.pool_jitter[:-1] = quantise(jitter, SCORE_SCALE)
         self.pool_col = np.full(len(items) + 1, len(all_ids), np.int64)  # last: "not in a pool"
         self.pool_col[all_ids] = np.arange(len(all_ids))
         self._key_buffer = np.empty(0, np.int64)
