@@ -202,7 +202,8 @@ def main(argv):
             lr_auc = json.load(f)["auc"]
     report = {"model": FLAGS.model, **test, **result, "wall_seconds": time.monotonic() - start,
               "rela_impr_vs_lr": rela_impr(test["auc"], lr_auc) if lr_auc else None,
-              "flags": {k: FLAGS[k].value for k in FLAGS if k in _OWN_FLAGS}}
+              "flags": {k: FLAGS[k].value for k in FLAGS if k in _OWN_FLAGS},
+              "data_fingerprint": meta.get("fingerprint")}  # which dataset, exactly
     model.save(os.path.join(FLAGS.model_dir, "model.keras"))
     write_json(os.path.join(FLAGS.model_dir, "eval.json"), report)
     print(json.dumps({k: report[k] for k in ("model", "auc", "logloss", "oracle_auc",

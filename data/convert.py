@@ -382,8 +382,7 @@ def write_dataset(log, spec, item_table, context_only, output_dir, test_start, h
             "chronological_split": {"test_start_timestamp": int(test_start)},
             "shards": n_shards, "history_context": history_context, **extra}
     writer.save_item_table(output_dir, *item_table)
-    writer.write_json(os.path.join(output_dir, "metadata.json"), meta)
-    return meta
+    return writer.write_metadata(output_dir, meta, n_shards)
 
 
 def define_flags() -> None:

@@ -263,9 +263,8 @@ def generate(cfg: SimConfig, output_dir: str, n_shards: int, processes: int = 0,
                        "processes": processes, "shards_in_this_run": shards},
         "config": dataclasses.asdict(cfg), "flags": argv_flags or {},
     }
-    writer.write_json(os.path.join(output_dir, "metadata.json"), metadata)
     writer.save_item_table(output_dir, world.items.channel, world.items.fields, world.items.tags)
-    return metadata
+    return writer.write_metadata(output_dir, metadata, n_shards)
 
 
 def parse_shards(values: list[str]) -> list[int] | None:
@@ -306,7 +305,8 @@ def main(argv):
                       "impressions_per_session": round(o.get("impressions_per_session", 0), 2),
                       "oracle_auc_test": meta["splits"]["test"]["oracle_auc"],
                       "ctr_per_channel": {k: round(v, 4) for k, v in o["ctr_per_channel"].items()},
-                      "seconds": round(meta["generation"]["seconds"], 1)}), file=sys.stdout)
+                      "seconds": round(meta["generation"]["seconds"], 1),
+                      "fingerprint": meta["fingerprint"]}), file=sys.stdout)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Checks every record of a dataset against its schema and prints the counts.
+"""Checks every file of a dataset against metadata.json's SHA-256 and every record against its
+schema, and prints the counts and the dataset's fingerprint.
 
     python -m data.validate --data_dir=DIR [--splits=train,test]
 
@@ -11,16 +12,18 @@ import json
 
 from absl import app, flags
 
-from data.pipeline import validate_split
-
+from data import writer
+from data.pipeline import load_metadata, validate_split
 
 
 def main(argv):
     del argv
     if not flags.FLAGS.data_dir:
         raise app.UsageError("--data_dir is required")
-    counts = {s: validate_split(flags.FLAGS.data_dir, s) for s in flags.FLAGS.splits}
-    print(json.dumps({"valid": True, "impressions": counts}))
+    data_dir = flags.FLAGS.data_dir
+    fingerprint = writer.check_digests(data_dir, load_metadata(data_dir))
+    counts = {s: validate_split(data_dir, s) for s in flags.FLAGS.splits}
+    print(json.dumps({"valid": True, "impressions": counts, "fingerprint": fingerprint}))
 
 
 if __name__ == "__main__":

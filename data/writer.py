@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -9,7 +10,7 @@ import tempfile
 import numpy as np
 
 from data import tfrecord_io
-from data.schema import FeatureSpec, ImpressionLog
+from data.schema import FeatureSpec, ImpressionLog, SchemaError
 from data.stats import SplitStats
 
 
@@ -86,6 +87,47 @@ def write_json(path: str, obj: dict) -> None:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def write_metadata(output_dir: str, metadata: dict, n_shards: int) -> dict:
+    """metadata.json with the SHA-256 of every shard and items.npz, and one fingerprint of all:
+    the first 16 hex digits of the SHA-256 of the sorted `NAME DIGEST` lines.
+
+    The same seed and shard count give the same bytes on every CPU, so two datasets with one
+    fingerprint are the same dataset: a result can name the data it was measured on.
+    """
+    names = [tfrecord_io.shard_name(split, i, n_shards) for split in ("train", "test")
+             for i in range(n_shards)] + ["items.npz"]
+    digests = {name: _sha256(os.path.join(output_dir, name)) for name in names}
+    metadata = {**metadata, "sha256": digests, "fingerprint": fingerprint(digests)}
+    write_json(os.path.join(output_dir, "metadata.json"), metadata)
+    return metadata
+
+
+def fingerprint(digests: dict) -> str:
+    listing = "".join(f"{name} {digests[name]}\n" for name in sorted(digests))
+    return hashlib.sha256(listing.encode()).hexdigest()[:16]
+
+
+def check_digests(data_dir: str, metadata: dict) -> str | None:
+    """Raises SchemaError naming the first file whose bytes differ from metadata.json's SHA-256;
+    returns the fingerprint (None for datasets written before digests were recorded)."""
+    for name, digest in sorted(metadata.get("sha256", {}).items()):
+        path = os.path.join(data_dir, name)
+        if not os.path.exists(path):
+            raise SchemaError(f"{path}: missing (metadata.json lists it)")
+        if _sha256(path) != digest:
+            raise SchemaError(f"{path}: SHA-256 differs from metadata.json's {digest[:16]}...: "
+                              f"the file changed after it was written")
+    return metadata.get("fingerprint")
+
+
+def _sha256(path: str) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
 
 
 def save_item_table(output_dir: str, channel, fields, tags) -> None:

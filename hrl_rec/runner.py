@@ -311,7 +311,8 @@ class Runner:
         report = {**test, "valid_auc": float(self.best_auc), "best_epoch": int(self.best_epoch),
                   "steps": step, **train_stats, "strategy": self.run_settings.strategy,
                   "replicas": self.strategy.num_replicas_in_sync,
-                  "wall_seconds": wall_seconds, "flags": self.flags_record}
+                  "wall_seconds": wall_seconds, "flags": self.flags_record,
+                  "data_fingerprint": self.meta.get("fingerprint")}  # which dataset, exactly
         tmp = os.path.join(self.run_settings.model_dir, "model.tmp.keras")
         self.model.save(tmp)
         os.replace(tmp, os.path.join(self.run_settings.model_dir, "model.keras"))

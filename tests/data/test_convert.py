@@ -68,6 +68,8 @@ def test_mind_sample_end_to_end(shared_data, tmp_path):
     meta = json.loads((tmp_path / "metadata.json").read_text())
     assert meta["splits"]["train"]["lists"] > 1000 and meta["splits"]["test"]["lists"] > 100
     assert meta["propensity_known"] is False and meta["splits"]["test"]["oracle_auc"] is None
+    assert sorted(meta["sha256"]) == sorted(p.name for p in tmp_path.iterdir()
+                                            if p.suffix in (".tfrecord", ".npz"))
     spec = load_spec(str(tmp_path / "metadata.json"))
     assert {"news", "sports", "unknown"} <= set(spec.channel_names)
     train = tfrecord_io.read_split(str(tmp_path), "train", spec)

@@ -1,6 +1,8 @@
+import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 
 from data import generate, tfrecord_io, writer
-from data.schema import load_spec
+from data.schema import SchemaError, load_spec
 from data.sim_config import SimConfig
 from tests.conftest import REPO
 from tests.data.helpers import make_log
@@ -28,9 +30,10 @@ def _shard_bytes(directory):
 
 
 def test_same_seed_same_bytes_whatever_the_processes(tiny, tmp_path):
-    out, _ = tiny
-    generate.generate(TINY, str(tmp_path), n_shards=2, processes=2, history_context=20)
+    out, meta = tiny
+    again = generate.generate(TINY, str(tmp_path), n_shards=2, processes=2, history_context=20)
     assert _shard_bytes(out) == _shard_bytes(tmp_path)
+    assert again["fingerprint"] == meta["fingerprint"]
     assert (out / "items.npz").read_bytes() == (tmp_path / "items.npz").read_bytes()
 
 
@@ -74,6 +77,36 @@ def test_metadata_counts_match_shards_and_split_is_chronological(tiny):
     assert 0.5 < meta["splits"]["test"]["oracle_auc"] < 1.0
     assert len(meta["splits"]["test"]["ctr_per_slot"]) == 10
     assert meta["config"]["n_users"] == 240
+
+
+def test_metadata_names_each_file_digest_and_one_fingerprint(tiny):
+    out, meta = tiny
+    files = {p.name: p for p in out.iterdir() if p.suffix in (".tfrecord", ".npz")}
+    assert sorted(meta["sha256"]) == sorted(files)
+    for name, digest in meta["sha256"].items():
+        assert digest == hashlib.sha256(files[name].read_bytes()).hexdigest()
+    listing = "".join(f"{name} {meta['sha256'][name]}\n" for name in sorted(meta["sha256"]))
+    assert meta["fingerprint"] == hashlib.sha256(listing.encode()).hexdigest()[:16]
+    assert json.loads((out / "metadata.json").read_text())["fingerprint"] == meta["fingerprint"]
+
+
+def test_digests_catch_a_changed_or_missing_file(tiny, tmp_path):
+    out, meta = tiny
+    data = tmp_path / "copy"
+    shutil.copytree(out, data)
+    assert writer.check_digests(str(data), meta) == meta["fingerprint"]
+    shard = data / "test-00001-of-00002.tfrecord"
+    raw = bytearray(shard.read_bytes())
+    raw[100] ^= 1
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(SchemaError, match="test-00001-of-00002.tfrecord: SHA-256 differs"):
+        writer.check_digests(str(data), meta)
+    done = subprocess.run([sys.executable, "-m", "data.validate", f"--data_dir={data}"],
+                          cwd=REPO, capture_output=True, text=True)
+    assert done.returncode != 0 and "test-00001-of-00002.tfrecord: SHA-256 differs" in done.stderr
+    (data / "items.npz").unlink()
+    with pytest.raises(SchemaError, match="items.npz: missing"):
+        writer.check_digests(str(data), meta)
 
 
 def test_test_records_carry_training_history_as_context(tiny):

@@ -32,6 +32,8 @@ def test_train_cli_end_to_end(sim_data, tmp_path):
         assert key in report, key
     assert 0 < report["auc"] < 1 and report["steps"] > 0 and report["transitions_per_s"] > 0
     assert report["flags"]["state_window"] == "prefix" and report["flags"]["gamma"] == 0.3
+    meta = json.loads((sim_data / "metadata.json").read_text())
+    assert report["data_fingerprint"] == meta["fingerprint"]
     assert "epoch 1/1" in done.stderr                  # the progress line
     assert list((model_dir / "tb").iterdir()) and (model_dir / "ckpt" / "checkpoint").exists()
     model = keras.models.load_model(model_dir / "model.keras")
