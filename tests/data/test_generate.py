@@ -47,9 +47,8 @@ def test_same_bytes_on_other_simd_and_blas_kernels(tiny, tmp_path):
     env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(targets)}
     if platform.machine() == "x86_64":
         env["OPENBLAS_CORETYPE"] = "Sandybridge"
-    code = ("import sys; from data import generate; from data.sim_config import SimConfig; "
-            "generate.generate(SimConfig(n_users=240, n_days=4, test_days=1), sys.argv[1], "
-            "n_shards=2, processes=1, history_context=20)")
+    code = ("import sys; from data import generate; from tests.data.test_generate import TINY; "
+            "generate.generate(TINY, sys.argv[1], n_shards=2, processes=1, history_context=20)")
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, env=env, check=True,
                    capture_output=True)
     assert _shard_bytes(tiny[0]) == _shard_bytes(tmp_path)
