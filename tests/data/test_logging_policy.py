@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from data.logging_policy import LoggingPolicy, slot_probabilities
+from data.logging_policy import WEIGHT_SCALE, LoggingPolicy, slot_probabilities
 from data.sim_config import SimConfig
 from data.sim_world import make_world
 from data.simulator import IRecSim
@@ -97,6 +97,9 @@ def test_lr_learns_a_planted_signal():
     w = policy.model.weights
     q = policy.model.item_offset[1]
     assert w[q + 4] > w[q:q + 4].max() + 1.0
+    scaled = w * WEIGHT_SCALE  # on the 2^-16 grid that makes every CPU's weights the same
+    np.testing.assert_array_equal(scaled, np.rint(scaled))
+    assert np.count_nonzero(w) > 10
 
 
 def test_rank_scores_hand_computed(setup):
