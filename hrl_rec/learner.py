@@ -249,7 +249,11 @@ class Learner:
         return norm
 
     def _predict(self, batch):
-        """(f(a_t, d_t) [B, S], real-slot mask [B, S]) for the logged items (no noise)."""
+        """For the logged items (no noise), all [B, S]: f(a_t, d_t) of Eq. 16; cos(a^h_t, d_t),
+        the score the HRA serves by (Sec. 3.5: "the most similar item of the predicted
+        action"); the real-slot mask."""
         fwd = self.model.forward(batch, per_slot=self.cfg.per_slot_states)
         weight, _ = self.transition_masks(batch)
-        return tf.sigmoid(self.model.click_logits(fwd)), weight
+        cosine = tf.reduce_sum(tf.math.l2_normalize(fwd.a_high, -1)
+                               * tf.math.l2_normalize(fwd.logged, -1), -1)
+        return tf.sigmoid(self.model.click_logits(fwd)), cosine, weight

@@ -28,6 +28,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from sklearn.metrics import roc_auc_score
 
 from data import pipeline
 from data.progress import Progress
@@ -55,6 +56,7 @@ class RunSettings:
     log_every: int = 20
     checkpoint_every: int = 200
     eval_batch_size: int = 512
+    eval_score: str = "click"    # EVAL_SCORES: which AUC chooses the best epoch and is `auc`
     strategy: str = "default"
 
 
@@ -63,19 +65,31 @@ def build_model(spec: dict, cfg: HRLConfig) -> HRLRec:
     return HRLRec(spec, n_critics=2 if cfg.target_q == "twin" else 1, **options)
 
 
-def evaluate(learner: Learner, ds) -> dict:
-    """AUC and logloss of f(a_t, d_t) (Eq. 16) over every logged impression of `ds`, and the
-    oracle AUC of the true click probabilities when the data has them."""
-    labels, preds, oracle = [], [], []
+EVAL_SCORES = ("click", "cosine")
+
+
+def evaluate(learner: Learner, ds, score: str = "click") -> dict:
+    """AUC of both of HRL-Rec's scores over every logged impression of `ds`: `auc_click` of
+    f(a_t, d_t) (Eq. 16) and `auc_cosine` of cos(a^h_t, d_t) (what the HRA serves by); `auc` is
+    the one named by `score`. Also f's logloss, and the oracle AUC of the true click
+    probabilities when the data has them."""
+    if score not in EVAL_SCORES:
+        raise ValueError(f"eval score {score!r}: expected one of {EVAL_SCORES}")
+    labels, preds, cosines, oracle = [], [], [], []
     m = learner.m
     for batch in ds:
-        p, weight = learner.predict(batch)
+        p, cosine, weight = learner.predict(batch)
         keep = weight.numpy() > 0
         preds.append(p.numpy()[keep])
+        cosines.append(cosine.numpy()[keep])
         labels.append(batch["clicked"][:, m:].numpy()[keep])
         oracle.append(batch["true_ctr"][:, m:].numpy()[keep])
-    y, p, o = (np.concatenate(x) for x in (labels, preds, oracle))
-    return {**click_metrics(y, p, o), "impressions": int(len(y))}
+    y, p, c, o = (np.concatenate(x) for x in (labels, preds, cosines, oracle))
+    out = click_metrics(y, p, o)
+    out["auc_click"] = out["auc"]
+    out["auc_cosine"] = float(roc_auc_score(y, c))
+    out["auc"] = out[f"auc_{score}"]
+    return {**out, "impressions": int(len(y))}
 
 
 class Runner:
@@ -272,14 +286,14 @@ class Runner:
 
     def _end_epoch(self, epoch: int) -> bool:
         """Validation AUC, best weights, early stopping; -> whether to stop."""
-        valid = evaluate(self.learner, self.valid_data())
+        valid = evaluate(self.learner, self.valid_data(), self.run_settings.eval_score)
         valid["auc"] = distribute.agree(self.strategy, valid["auc"])
         step = self.step
         with self.writer.as_default(step=step):
             tf.summary.scalar("eval/valid_auc", valid["auc"])
             tf.summary.scalar("eval/valid_logloss", valid["logloss"])
-        print(f"epoch {epoch + 1}: valid auc {valid['auc']:.4f} logloss {valid['logloss']:.4f}",
-              flush=True)
+        print(f"epoch {epoch + 1}: valid auc {valid['auc']:.4f} (click {valid['auc_click']:.4f}, "
+              f"cosine {valid['auc_cosine']:.4f}) logloss {valid['logloss']:.4f}", flush=True)
         if valid["auc"] > float(self.best_auc):
             self.best_auc.assign(valid["auc"])
             self.best_epoch.assign(epoch + 1)
@@ -302,11 +316,13 @@ class Runner:
             return {**train_stats, "steps": self.step}
         if os.path.exists(self.best_path):
             self.model.load_weights(self.best_path)
-        test = evaluate(self.learner, self.test_data())
+        test = evaluate(self.learner, self.test_data(), self.run_settings.eval_score)
         step = self.step
         with self.writer.as_default(step=step):
             tf.summary.scalar("eval/auc", test["auc"])
             tf.summary.scalar("eval/logloss", test["logloss"])
+            tf.summary.scalar("eval/auc_click", test["auc_click"])
+            tf.summary.scalar("eval/auc_cosine", test["auc_cosine"])
         self.writer.flush()
         report = {**test, "valid_auc": float(self.best_auc), "best_epoch": int(self.best_epoch),
                   "steps": step, **train_stats, "strategy": self.run_settings.strategy,
@@ -327,6 +343,6 @@ def run(cfg: HRLConfig, settings: RunSettings, flags_record: dict | None = None,
     runner = Runner(cfg, settings, flags_record, strategy)
     stats = runner.train()
     report = runner.finish(stats, time.monotonic() - start)
-    keys = ("auc", "logloss", "oracle_auc", "valid_auc", "steps", "transitions_per_s")
+    keys = ("auc", "auc_click", "auc_cosine", "logloss", "oracle_auc", "valid_auc", "steps", "transitions_per_s")
     print(json.dumps({k: report[k] for k in keys if k in report}), flush=True)
     return report

@@ -22,6 +22,7 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     from data.config_flags import define_flags as define_config_flags
     from hrl_rec.config import HRLConfig
+    from hrl_rec import runner
     from hrl_rec.distribute import STRATEGIES
     flags.DEFINE_string("data_dir", "datasets/sim_small", "Dataset folder (generated if missing).")
     flags.DEFINE_string("data_flagfile", "configs/sim_small.flags",
@@ -39,6 +40,11 @@ def define_flags() -> None:
     flags.DEFINE_integer("log_every", 20, "Steps between TensorBoard summaries.")
     flags.DEFINE_integer("checkpoint_every", 200, "Steps between checkpoints.")
     flags.DEFINE_integer("eval_batch_size", 512, "Lists per evaluation batch.")
+    flags.DEFINE_enum("eval_score", "click", list(runner.EVAL_SCORES),
+                      "The score whose validation AUC picks the best epoch and whose test AUC "
+                      "is eval.json's `auc`: click = f(a_t, d_t) of Eq. 16; cosine = "
+                      "cos(a^h_t, d_t), the score the HRA serves by (Table 4's w/o L_c, where f "
+                      "is never trained). eval.json has both as auc_click and auc_cosine.")
     flags.DEFINE_boolean("validate_data", True, "Check every record against the schema first.")
     flags.DEFINE_enum("strategy", "default", list(STRATEGIES),
                       "tf.distribute strategy (hrl_rec/distribute.py; README 'Training on a "
@@ -140,7 +146,8 @@ def main(argv):
         data_dir=FLAGS.data_dir, model_dir=model_dir, epochs=FLAGS.epochs,
         max_steps=FLAGS.max_steps, patience=FLAGS.patience, valid_days=FLAGS.valid_days,
         seed=FLAGS.seed, log_every=FLAGS.log_every, checkpoint_every=FLAGS.checkpoint_every,
-        eval_batch_size=FLAGS.eval_batch_size, strategy=FLAGS.strategy)
+        eval_batch_size=FLAGS.eval_batch_size, eval_score=FLAGS.eval_score,
+        strategy=FLAGS.strategy)
     record = {name: FLAGS[name].value for name in RUN_FLAGS + [
         f.name for f in dataclasses.fields(config.HRLConfig)]}
     print(f"training HRL-Rec into {model_dir}", flush=True)
@@ -149,7 +156,7 @@ def main(argv):
 
 RUN_FLAGS = ["data_dir", "data_flagfile", "model_dir", "experiment", "epochs", "max_steps",
              "patience", "valid_days", "seed", "log_every", "checkpoint_every",
-             "eval_batch_size", "validate_data", "strategy", "cpu_replicas"]
+             "eval_batch_size", "eval_score", "validate_data", "strategy", "cpu_replicas"]
 
 if __name__ == "__main__":
     define_flags()

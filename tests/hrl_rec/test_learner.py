@@ -158,7 +158,7 @@ def test_training_on_a_planted_log_lowers_critic_loss_and_raises_auc():
     train, test = _planted_batch(0), _planted_batch(1)
 
     def auc():
-        p, _ = learner.predict(test)
+        p, _, _ = learner.predict(test)
         return roc_auc_score(test["clicked"].numpy()[:, 4:].ravel(), p.numpy().ravel())
 
     auc_before = auc()
@@ -169,6 +169,19 @@ def test_training_on_a_planted_log_lowers_critic_loss_and_raises_auc():
     assert float(last["loss/lra_critic"]) < 0.5 * float(first["loss/lra_critic"])
     assert float(last["loss/click"]) < float(first["loss/click"])
     assert auc() > max(auc_before, 0.9)
+
+
+def test_predict_scores_are_eq16_and_the_serving_cosine():
+    model = tiny_model()
+    learner = Learner(model, target_copy(model), tiny_config())
+    batch = list_batch()
+    p, cosine, weight = (x.numpy() for x in learner.predict(batch))
+    fwd = model.forward(batch)
+    a, d = fwd.a_high.numpy(), fwd.logged.numpy()
+    want = (a * d).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(d, axis=-1)
+    np.testing.assert_allclose(cosine, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(p, tf.sigmoid(model.click_logits(fwd)).numpy(), rtol=1e-6)
+    assert p.shape == cosine.shape == weight.shape
 
 
 def test_config_validation_names_the_flag():

@@ -6,9 +6,11 @@ import sys
 
 import keras
 import numpy as np
+import pytest
+import tensorflow as tf
 
 from hrl_rec.config import HRLConfig
-from hrl_rec.runner import Runner, RunSettings
+from hrl_rec.runner import Runner, RunSettings, evaluate
 from tests.conftest import REPO
 from tests.hrl_rec.helpers import TINY, list_batch, tiny_model
 
@@ -27,6 +29,7 @@ def test_train_cli_end_to_end(sim_data, tmp_path):
                  "--state_window=prefix", "--log_every=2", *TINY_FLAGS])
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((model_dir / "eval.json").read_text())
+    assert report["auc"] == report["auc_click"] and 0 < report["auc_cosine"] < 1
     for key in ("auc", "logloss", "steps", "transitions_per_s", "oracle_auc", "valid_auc",
                 "flags"):
         assert key in report, key
@@ -84,3 +87,27 @@ def test_model_save_load_round_trip(tmp_path):
     np.testing.assert_allclose(loaded(batch).numpy(), model(batch).numpy(), rtol=1e-6)
     assert len(loaded.hra.critics) == 2
     assert loaded.click.position_slots == 10 and loaded.click.interaction
+
+
+class _FixedScores:
+    """A learner whose predictions are given: one list of 4 slots after m = 1 history step."""
+    m = 1
+
+    def predict(self, batch):
+        del batch
+        return (tf.constant([[0.2, 0.4, 0.6, 0.8]]), tf.constant([[0.9, 0.1, 0.2, 0.3]]),
+                tf.constant([[1.0, 1.0, 1.0, 1.0]]))
+
+
+def test_evaluate_reports_both_scores_and_ranks_by_the_chosen_one():
+    batch = {"clicked": tf.constant([[0, 1, 0, 1, 0]]),
+             "true_ctr": tf.constant([[0.0, 0.9, 0.1, 0.8, 0.2]])}
+    click = evaluate(_FixedScores(), [batch])
+    # clicked slots 0 and 2. f: 0.2 and 0.6 against 0.4 and 0.8 -> 1 of 4 pairs in order.
+    # cosine: 0.9 and 0.2 against 0.1 and 0.3 -> 3 of 4 pairs.
+    assert click["auc_click"] == click["auc"] == 0.25 and click["auc_cosine"] == 0.75
+    assert click["oracle_auc"] == 1.0 and click["impressions"] == 4
+    cosine = evaluate(_FixedScores(), [batch], "cosine")
+    assert cosine["auc"] == 0.75 and cosine["logloss"] == click["logloss"]
+    with pytest.raises(ValueError, match="eval score 'dot': expected one of"):
+        evaluate(_FixedScores(), [batch], "dot")
