@@ -24,7 +24,7 @@ from absl import app, flags
 from baselines.models import DEFAULTS, MODELS, CTRModel
 from data import pipeline
 from data.progress import Progress
-from data.stats import click_metrics
+from data.stats import click_metrics, rela_impr
 from data.writer import write_json
 
 FLAGS = flags.FLAGS
@@ -55,11 +55,6 @@ def define_flags() -> None:
     flags.DEFINE_list("ignore_fields", [], "Fields left out of the model, for feature "
                       "ablations: user_id, item_id, channel, slot, user_fields.NAME, "
                       "item_fields.NAME, context.NAME (names from the data's spec).")
-
-
-def rela_impr(auc: float, base_auc: float) -> float:
-    """RelaImpr (Yan et al. 2014): (AUC(model) - 0.5) / (AUC(base) - 0.5) - 1."""
-    return (auc - 0.5) / (base_auc - 0.5) - 1.0
 
 
 FEATURES = ("user_id", "item_id", "channel", "slot", "user_fields", "item_fields", "context",

@@ -126,3 +126,9 @@ def click_metrics(labels, preds, true_ctr) -> dict:
     if (true_ctr >= 0).all():
         out["oracle_auc"] = float(roc_auc_score(labels, true_ctr))
     return out
+
+
+def rela_impr(auc: float, base_auc: float) -> float:
+    """RelaImpr (Yan et al. 2014; the paper's Tables 2 and 4, base = LR):
+    (AUC(model) - 0.5) / (AUC(base) - 0.5) - 1."""
+    return (auc - 0.5) / (base_auc - 0.5) - 1.0

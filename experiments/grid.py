@@ -1,0 +1,97 @@
+"""Runs a grid of training jobs (settings x seeds), one process each, and collects their eval.json.
+
+Job (setting, seed) runs `python -m MODULE ARGS --seed=SEED --model_dir=RUNS/SETTING__SEED`
+with its output in that folder's `train.log`; the command is kept in `job.json` beside it. A job
+whose eval.json exists is not run again, and a job cut off in the middle resumes from its last
+checkpoint (the trainers resume an existing --model_dir), so an interrupted grid continues where
+it stopped. A folder made by another command is an error, never silently reused.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+
+from data.progress import Progress
+from data.writer import write_json
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One row of an experiment table: a trainer module and the flags that make the setting."""
+
+    name: str  # run folder prefix, e.g. "no_gru"
+    label: str  # row label, e.g. "- GRU"
+    module: str  # "hrl_rec.train" or "baselines.train"
+    args: tuple[str, ...]
+
+
+class GridError(RuntimeError):
+    pass
+
+
+def job_dir(runs_dir: str, setting: Setting, seed: int) -> str:
+    return os.path.join(runs_dir, f"{setting.name}__{seed}")
+
+
+def command(setting: Setting, seed: int, model_dir: str) -> list[str]:
+    return [sys.executable, "-m", setting.module, *setting.args, f"--seed={seed}",
+            f"--model_dir={model_dir}"]
+
+
+def _check_same_job(path: str, job: dict) -> None:
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        old = json.load(f)
+    if old["module"] != job["module"] or old["args"] != job["args"]:
+        differ = sorted(set(old["args"]) ^ set(job["args"])) or [old["module"], job["module"]]
+        raise GridError(f"{os.path.dirname(path)} holds a run of another command (differs: "
+                        f"{differ}); use another output folder or delete that one")
+
+
+def run_job(setting: Setting, seed: int, runs_dir: str) -> tuple[dict, bool]:
+    """-> (eval.json of the job, whether it ran now); raises GridError naming the log on failure."""
+    model_dir = job_dir(runs_dir, setting, seed)
+    job = {"module": setting.module, "args": list(setting.args), "seed": seed}
+    _check_same_job(os.path.join(model_dir, "job.json"), job)
+    eval_path = os.path.join(model_dir, "eval.json")
+    ran = not os.path.exists(eval_path)
+    if ran:
+        os.makedirs(model_dir, exist_ok=True)
+        write_json(os.path.join(model_dir, "job.json"), job)
+        log = os.path.join(model_dir, "train.log")
+        cmd = command(setting, seed, model_dir)
+        with open(log, "a") as out:
+            code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode
+        if code != 0 or not os.path.exists(eval_path):
+            with open(log, errors="replace") as f:
+                tail = "".join(f.readlines()[-15:])
+            raise GridError(f"{setting.name} seed {seed} failed (exit {code}): "
+                            f"{' '.join(cmd)}\nlast lines of {log}:\n{tail}")
+    with open(eval_path) as f:
+        return json.load(f), ran
+
+
+def run_grid(settings: list[Setting], seeds: list[int], runs_dir: str,
+             desc: str) -> dict[tuple[str, int], dict]:
+    """Runs every (setting, seed) job, seed by seed (so a grid stopped early has whole seeds),
+    and returns their eval.json by (setting name, seed). Jobs already done are read, not run."""
+    progress = Progress(len(settings) * len(seeds), desc, unit="runs")
+    results = {}
+    for seed in seeds:
+        for setting in settings:
+            start = time.monotonic()
+            report, ran = run_job(setting, seed, runs_dir)
+            results[setting.name, seed] = report
+            how = f"{time.monotonic() - start:.0f} s" if ran else "done before"
+            progress.update(1, extra=f"{setting.name} seed {seed}: test auc "
+                            f"{report['auc']:.4f} ({how})")
+    fingerprints = {r.get("data_fingerprint") for r in results.values()}
+    if len(fingerprints) > 1:
+        raise GridError(f"the runs in {runs_dir} used different datasets (fingerprints "
+                        f"{sorted(map(str, fingerprints))}); rerun them on one")
+    return results
