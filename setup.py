@@ -22,7 +22,7 @@ setup(
         "absl-py==2.5.1",
     ],
     extras_require={
-        "dev": ["pytest==9.2.0"],
+        "dev": ["pytest==9.2.0", "matplotlib==3.11.2"],  # matplotlib: the tests check the figures
         "plot": ["matplotlib==3.11.2"],
     },
 )
