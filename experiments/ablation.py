@@ -123,7 +123,7 @@ def write_table(output_dir: str, settings, results: dict, seeds: list[int], note
         [name, seed] + [results[name, seed].get(k, "") for k in RUN_KEYS]
         for (name, seed) in sorted(results, key=lambda k: (k[1], k[0]))])
     hrl = [s for s in settings if s.name != BASE]
-    drawn = report.write_bar_chart(
+    drawn = report.write_interval_chart(
         path + ".png", "Table 4: ablations (mean ± std over seeds)", [s.label for s in hrl],
         [report.metric(results, s.name, seeds) for s in hrl], "test AUC",
         reference=("LR", report.metric(results, BASE, seeds).mean))

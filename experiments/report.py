@@ -21,11 +21,13 @@ class Stat:
     mean: float
     std: float  # sample standard deviation over seeds; nan with one seed
     n: int
+    values: tuple[float, ...]  # one per seed
 
     @classmethod
     def of(cls, values) -> Stat:
         v = np.asarray(values, np.float64)
-        return cls(float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float("nan"), len(v))
+        std = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+        return cls(float(v.mean()), std, len(v), tuple(float(x) for x in v))
 
     def text(self, digits: int = 4, percent: bool = False) -> str:
         scale, unit = (100.0, "%") if percent else (1.0, "")
@@ -79,10 +81,11 @@ def write_csv(path: str, header: list[str], rows: list[list]) -> None:
     _replace(path, out.getvalue())
 
 
-def write_bar_chart(path: str, title: str, labels: list[str], stats: list[Stat],
-                    xlabel: str, reference: tuple[str, float] | None = None) -> bool:
-    """Horizontal bars (mean, error bar = std) with an optional reference line; False (and
-    nothing written) when matplotlib is not installed."""
+def write_interval_chart(path: str, title: str, labels: list[str], stats: list[Stat],
+                         xlabel: str, reference: tuple[str, float] | None = None) -> bool:
+    """One row per label: each seed's value (grey dots) and mean ± std (black), with an optional
+    reference line; no bars, whose length would mean nothing on a cut axis. False (and nothing
+    written) when matplotlib is not installed."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -91,16 +94,15 @@ def write_bar_chart(path: str, title: str, labels: list[str], stats: list[Stat],
         return False
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(labels) + 1.5))
     y = np.arange(len(labels))[::-1]
-    means = np.array([s.mean for s in stats])
-    errs = np.nan_to_num([s.std for s in stats])
-    ax.barh(y, means, xerr=errs, color="tab:blue", alpha=0.8, capsize=3)
+    for row, s in zip(y, stats):
+        ax.plot(s.values, [row] * s.n, "o", color="0.6", markersize=4)
+    ax.errorbar([s.mean for s in stats], y, xerr=np.nan_to_num([s.std for s in stats]), fmt="D",
+                color="black", capsize=3, label="mean ± std")
     ax.set_yticks(y, labels)
-    lows = [means.min() - errs.max()] + ([reference[1]] if reference else [])
-    span = max(means.max() + errs.max() - min(lows), 1e-3)
-    ax.set_xlim(min(lows) - 0.3 * span, means.max() + errs.max() + 0.2 * span)
     if reference:
         ax.axvline(reference[1], color="tab:red", linestyle="--", label=reference[0])
-        ax.legend(loc="lower right")
+    ax.legend(loc="best", fontsize="small")
+    ax.grid(axis="x", alpha=0.3)
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     fig.tight_layout()
