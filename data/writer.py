@@ -76,17 +76,21 @@ def split_stats(spec: FeatureSpec, log: ImpressionLog, target: np.ndarray,
     return s
 
 
-def write_json(path: str, obj: dict) -> None:
+def write_atomic(path: str, data: str | bytes) -> None:
     """Atomically (a unique temporary file, then rename: concurrent writers never collide)."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
+        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def write_json(path: str, obj: dict) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
 def write_metadata(output_dir: str, metadata: dict, n_shards: int) -> dict:

@@ -2,18 +2,18 @@
 
 Every figure is a mean over seeds with its sample standard deviation (n - 1); differences and
 RelaImpr are taken per seed against the same seed's reference run (paired), then averaged.
-Files are written to NAME.tmp and renamed, so a table is never left half-written.
+Files are written to a temporary file and renamed, so a table is never left half-written.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
 import io
-import os
 
 import numpy as np
 
 from data.stats import rela_impr
+from data.writer import write_atomic
 
 
 @dataclasses.dataclass
@@ -55,21 +55,13 @@ def rela_impr_vs(run: dict, base: dict) -> float:
     return rela_impr(run["auc"], base["auc"])
 
 
-def _replace(path: str, text: str | bytes) -> None:
-    tmp = path + ".tmp"
-    mode = "wb" if isinstance(text, bytes) else "w"
-    with open(tmp, mode) as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
 
 
 def write_markdown(path: str, title: str, notes: list[str], header, rows) -> None:
-    _replace(path, f"# {title}\n\n" + "".join(f"{n}\n" for n in notes) + "\n"
+    write_atomic(path, f"# {title}\n\n" + "".join(f"{n}\n" for n in notes) + "\n"
              + markdown_table(header, rows))
 
 
@@ -78,7 +70,7 @@ def write_csv(path: str, header: list[str], rows: list[list]) -> None:
     w = csv.writer(out, lineterminator="\n")
     w.writerow(header)
     w.writerows(rows)
-    _replace(path, out.getvalue())
+    write_atomic(path, out.getvalue())
 
 
 def write_interval_chart(path: str, title: str, labels: list[str], stats: list[Stat],
@@ -109,5 +101,5 @@ def write_interval_chart(path: str, title: str, labels: list[str], stats: list[S
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
-    _replace(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
     return True
