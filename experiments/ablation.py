@@ -113,6 +113,13 @@ RUN_KEYS = ["auc", "auc_click", "auc_cosine", "valid_auc", "logloss", "best_epoc
             "wall_seconds", "data_fingerprint"]
 
 
+def run_row(run: dict) -> list:
+    """A run's RUN_KEYS; baselines.train nests its validation figures under "valid"."""
+    valid = run.get("valid", {})
+    flat = {"valid_auc": valid.get("auc", ""), "best_epoch": valid.get("epoch", ""), **run}
+    return [flat.get(k, "") for k in RUN_KEYS]
+
+
 def write_table(output_dir: str, settings, results: dict, seeds: list[int], notes: list[str]):
     os.makedirs(output_dir, exist_ok=True)
     md, table = summary_rows(settings, results, seeds)
@@ -120,7 +127,7 @@ def write_table(output_dir: str, settings, results: dict, seeds: list[int], note
     report.write_markdown(path + ".md", "Table 4: ablations of HRL-Rec", notes, MD_HEADER, md)
     report.write_csv(path + ".csv", CSV_HEADER, table)
     report.write_csv(path + "_runs.csv", ["setting", "seed"] + RUN_KEYS, [
-        [name, seed] + [results[name, seed].get(k, "") for k in RUN_KEYS]
+        [name, seed] + run_row(results[name, seed])
         for (name, seed) in sorted(results, key=lambda k: (k[1], k[0]))])
     hrl = [s for s in settings if s.name != BASE]
     drawn = report.write_interval_chart(

@@ -28,11 +28,12 @@ def test_rows_are_lr_then_the_papers_order_with_one_flag_each():
 
 
 def _run(name, auc, click=None, cosine=None, score="click"):
-    report = {"auc": auc, "valid_auc": auc + 0.01, "data_fingerprint": "f00d",
-              "flags": {"eval_score": score} if click is not None else {"model": "lr"}}
-    if click is not None:
-        report.update(auc_click=click, auc_cosine=cosine)
-    return report
+    """An eval.json as hrl_rec.train writes it, or (click None) as baselines.train does."""
+    if click is None:
+        return {"auc": auc, "valid": {"auc": auc + 0.02, "epoch": 3}, "data_fingerprint": "f00d",
+                "flags": {"model": "lr"}}
+    return {"auc": auc, "valid_auc": auc + 0.01, "best_epoch": 2, "data_fingerprint": "f00d",
+            "flags": {"eval_score": score}, "auc_click": click, "auc_cosine": cosine}
 
 
 RESULTS = {("lr", 0): _run("lr", 0.740), ("lr", 1): _run("lr", 0.742),
@@ -67,6 +68,8 @@ def test_table_figures_by_hand(tmp_path):
     assert [(r["setting"], r["seed"]) for r in runs][:3] == [("hrl_rec", "0"), ("lr", "0"),
                                                             ("no_click_loss", "0")]
     assert runs[2]["auc_click"] == "0.5" and runs[1]["auc_cosine"] == ""
+    assert (runs[1]["valid_auc"], runs[1]["best_epoch"]) == ("0.76", "3")      # LR's nesting
+    assert (runs[0]["valid_auc"], runs[0]["best_epoch"]) == ("0.755", "2")
     assert drawn and (tmp_path / "table4.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob("*.tmp"))
 
