@@ -80,16 +80,20 @@ def run_grid(settings: list[Setting], seeds: list[int], runs_dir: str,
              desc: str) -> dict[tuple[str, int], dict]:
     """Runs every (setting, seed) job, seed by seed (so a grid stopped early has whole seeds),
     and returns their eval.json by (setting name, seed). Jobs already done are read, not run."""
-    progress = Progress(len(settings) * len(seeds), desc, unit="runs")
+    jobs = [(setting, seed) for seed in seeds for setting in settings]
+    done = sum(os.path.exists(os.path.join(job_dir(runs_dir, s, seed), "eval.json"))
+               for s, seed in jobs)
+    print(f"{desc}: {len(jobs)} runs in {runs_dir}, {done} finished before (reused)",
+          file=sys.stderr, flush=True)
+    progress = Progress(len(jobs) - done, desc, unit="runs")  # the rate and ETA of real runs
     results = {}
-    for seed in seeds:
-        for setting in settings:
-            start = time.monotonic()
-            report, ran = run_job(setting, seed, runs_dir)
-            results[setting.name, seed] = report
-            how = f"{time.monotonic() - start:.0f} s" if ran else "done before"
-            progress.update(1, extra=f"{setting.name} seed {seed}: test auc "
-                            f"{report['auc']:.4f} ({how})")
+    for setting, seed in jobs:
+        start = time.monotonic()
+        report, ran = run_job(setting, seed, runs_dir)
+        results[setting.name, seed] = report
+        if ran:
+            progress.update(1, extra=f"{setting.name} seed {seed}: test auc {report['auc']:.4f} "
+                            f"({time.monotonic() - start:.0f} s)")
     fingerprints = {r.get("data_fingerprint") for r in results.values()}
     if len(fingerprints) > 1:
         raise GridError(f"the runs in {runs_dir} used different datasets (fingerprints "

@@ -19,7 +19,7 @@ def _setting(name, *args):
     return grid.Setting(name, name.upper(), FAKE, tuple(args))
 
 
-def test_each_job_runs_once_and_finished_runs_are_reused(tmp_path):
+def test_each_job_runs_once_and_finished_runs_are_reused(tmp_path, capsys):
     count = tmp_path / "count"
     settings = [_setting("a", "--auc=0.7", f"--count_file={count}"),
                 _setting("b", "--auc=0.8", f"--count_file={count}")]
@@ -34,8 +34,12 @@ def test_each_job_runs_once_and_finished_runs_are_reused(tmp_path):
     job = json.loads((tmp_path / "runs" / "b__2" / "job.json").read_text())
     assert job == {"module": FAKE, "args": ["--auc=0.8", f"--count_file={count}"], "seed": 2}
     assert "fake trainer, seed 2" in (tmp_path / "runs" / "b__2" / "train.log").read_text()
+    capsys.readouterr()
     again = grid.run_grid(settings, [0, 2, 3], str(tmp_path / "runs"), "test")
     assert len(count.read_text().split()) == 6          # only seed 3's two jobs ran
+    err = capsys.readouterr().err
+    assert "test: 6 runs in" in err and "4 finished before (reused)" in err
+    assert "test: 2/2 runs (100%)" in err                # progress counts the real runs only
     assert again[("a", 3)]["auc"] == pytest.approx(0.703)
 
 
