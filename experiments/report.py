@@ -74,22 +74,42 @@ def write_csv(path: str, header: list[str], rows: list[list]) -> None:
 
 
 def write_interval_chart(path: str, title: str, labels: list[str], stats: list[Stat],
-                         xlabel: str, reference: tuple[str, float] | None = None) -> bool:
+                         xlabel: str, reference: tuple[str, float] | None = None,
+                         span: float = 0.05) -> list[str] | None:
     """One row per label: each seed's value (grey dots) and mean ± std (black), with an optional
-    reference line; no bars, whose length would mean nothing on a cut axis. False (and nothing
+    reference line; no bars, whose length would mean nothing on a cut axis. Rows whose mean is
+    more than `span` from the median mean are written as text at the edge, so that one collapsed
+    setting does not flatten the others. -> the labels written off scale, or None (and nothing
     written) when matplotlib is not installed."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return False
+        return None
+    means = np.array([s.mean for s in stats])
+    errs = np.nan_to_num([s.std for s in stats])
+    centre = float(np.median(means))
+    inside = np.abs(means - centre) <= span
+    ends = [(means - errs)[inside].min(), (means + errs)[inside].max()]
+    if reference is not None and abs(reference[1] - centre) <= span:
+        ends.append(reference[1])
+    pad = max(0.15 * (max(ends) - min(ends)), 5e-4)
+    lo, hi = min(ends) - pad, max(ends) + pad
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(labels) + 1.5))
     y = np.arange(len(labels))[::-1]
     for row, s in zip(y, stats):
         ax.plot(s.values, [row] * s.n, "o", color="0.6", markersize=4)
-    ax.errorbar([s.mean for s in stats], y, xerr=np.nan_to_num([s.std for s in stats]), fmt="D",
-                color="black", capsize=3, label="mean ± std")
+    ax.errorbar(means, y, xerr=errs, fmt="D", color="black", capsize=3, label="mean ± std")
+    off = []
+    for row, s, label, ok in zip(y, stats, labels, inside):
+        if not ok:
+            off.append(label)
+            left = s.mean < centre
+            ax.annotate(f"{'< ' if left else ''}{s.text()}{'' if left else ' >'} (off scale)",
+                        xy=(lo if left else hi, row), ha="left" if left else "right",
+                        va="center", fontsize="small", color="tab:purple")
+    ax.set_xlim(lo, hi)
     ax.set_yticks(y, labels)
     if reference:
         ax.axvline(reference[1], color="tab:red", linestyle="--", label=reference[0])
@@ -102,4 +122,4 @@ def write_interval_chart(path: str, title: str, labels: list[str], stats: list[S
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
     write_atomic(path, buf.getvalue())
-    return True
+    return off

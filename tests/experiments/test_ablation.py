@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from experiments import ablation
-from experiments.report import Stat
+from experiments.report import Stat, write_interval_chart
 from tests.conftest import REPO
 
 
@@ -98,3 +98,11 @@ def test_cli_dry_run_prints_every_command_and_bad_flags_are_named():
     assert bad.returncode != 0 and "--settings: unknown ['no_critic']" in bad.stderr
     bad = _cli("--seeds=0,x", "--dry_run")
     assert bad.returncode != 0 and "--seeds=0,x: expected integers" in bad.stderr
+
+
+def test_a_collapsed_row_is_written_off_scale(tmp_path):
+    stats = [Stat.of([0.744, 0.745]), Stat.of([0.742, 0.743]), Stat.of([0.50, 0.51])]
+    off = write_interval_chart(str(tmp_path / "c.png"), "t", ["a", "b", "collapsed"], stats,
+                               "AUC", reference=("LR", 0.7407))
+    assert off == ["collapsed"] and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert write_interval_chart(str(tmp_path / "d.png"), "t", ["a", "b"], stats[:2], "AUC") == []
