@@ -71,9 +71,8 @@ def grid_settings(names, data_dir, data_flagfile, hrl_flagfile, hrl_flags, lr_fl
                          ("--model=lr", f"--flagfile={lr_flagfile}", *data, *lr_flags))]
     for name, label, args in ABLATIONS:
         if name in names:
-            rows.append(grid.Setting(name, label, "hrl_rec.train", (
-                f"--flagfile={hrl_flagfile}", *data, f"--data_flagfile={data_flagfile}",
-                *hrl_flags, *args)))
+            rows.append(grid.Setting(name, label, "hrl_rec.train", grid.hrl_rec_args(
+                hrl_flagfile, data_dir, data_flagfile, (*hrl_flags, *args))))
     return rows
 
 

@@ -53,13 +53,25 @@ def _check_same_job(path: str, job: dict) -> None:
                         f"{differ}); use another output folder or delete that one")
 
 
-def run_job(setting: Setting, seed: int, runs_dir: str) -> tuple[dict, bool]:
-    """-> (eval.json of the job, whether it ran now); raises GridError naming the log on failure."""
+def hrl_rec_args(flagfile: str, data_dir: str, data_flagfile: str, extra: tuple | list = ()
+                 ) -> tuple[str, ...]:
+    """hrl_rec.train's flags for a grid row, in one order for every experiment, so that the same
+    setting in two experiments is the same command (and one runs folder can serve both)."""
+    return (f"--flagfile={flagfile}", f"--data_dir={data_dir}", f"--data_flagfile={data_flagfile}",
+            *extra)
+
+
+def run_job(setting: Setting, seed: int, runs_dir: str, run: bool = True
+            ) -> tuple[dict | None, bool]:
+    """-> (eval.json of the job, whether it ran now); raises GridError naming the log on failure.
+    With run=False an unfinished job is not started and its eval.json is None."""
     model_dir = job_dir(runs_dir, setting, seed)
     job = {"module": setting.module, "args": list(setting.args), "seed": seed}
     _check_same_job(os.path.join(model_dir, "job.json"), job)
     eval_path = os.path.join(model_dir, "eval.json")
     ran = not os.path.exists(eval_path)
+    if ran and not run:
+        return None, False
     if ran:
         os.makedirs(model_dir, exist_ok=True)
         write_json(os.path.join(model_dir, "job.json"), job)
@@ -77,19 +89,23 @@ def run_job(setting: Setting, seed: int, runs_dir: str) -> tuple[dict, bool]:
 
 
 def run_grid(settings: list[Setting], seeds: list[int], runs_dir: str,
-             desc: str) -> dict[tuple[str, int], dict]:
+             desc: str, run: bool = True) -> dict[tuple[str, int], dict]:
     """Runs every (setting, seed) job, seed by seed (so a grid stopped early has whole seeds),
-    and returns their eval.json by (setting name, seed). Jobs already done are read, not run."""
+    and returns their eval.json by (setting name, seed). Jobs already done are read, not run.
+    run=False only reads the finished jobs (a report on a grid that is still running)."""
     jobs = [(setting, seed) for seed in seeds for setting in settings]
     done = sum(os.path.exists(os.path.join(job_dir(runs_dir, s, seed), "eval.json"))
                for s, seed in jobs)
-    print(f"{desc}: {len(jobs)} runs in {runs_dir}, {done} finished before (reused)",
+    print(f"{desc}: {len(jobs)} runs in {runs_dir}, {done} finished before "
+          f"({'reused' if run else 'reported; the others are not run'})",
           file=sys.stderr, flush=True)
-    progress = Progress(len(jobs) - done, desc, unit="runs")  # the rate and ETA of real runs
+    progress = Progress(len(jobs) - done if run else 0, desc, unit="runs")  # real runs only
     results = {}
     for setting, seed in jobs:
         start = time.monotonic()
-        report, ran = run_job(setting, seed, runs_dir)
+        report, ran = run_job(setting, seed, runs_dir, run)
+        if report is None:
+            continue
         results[setting.name, seed] = report
         if ran:
             progress.update(1, extra=f"{setting.name} seed {seed}: test auc {report['auc']:.4f} "

@@ -123,3 +123,49 @@ def write_interval_chart(path: str, title: str, labels: list[str], stats: list[S
     plt.close(fig)
     write_atomic(path, buf.getvalue())
     return off
+
+
+@dataclasses.dataclass
+class Panel:
+    """One panel of a sweep chart: a statistic at each value of one parameter."""
+
+    xlabel: str
+    xs: list[float]
+    stats: list[Stat]
+    log_x: bool = False
+    mark: tuple[str, float] | None = None  # (label, x) drawn as a dotted vertical line
+
+
+def write_sweep_chart(path: str, title: str, panels: list[Panel], ylabel: str) -> bool:
+    """Panels side by side: each seed's value (grey dots) and the mean ± std (black line) at each
+    x. -> whether it was written (False: matplotlib is not installed)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
+    for ax, p in zip(axes[0], panels):
+        for x, s in zip(p.xs, p.stats):
+            ax.plot([x] * s.n, s.values, "o", color="0.6", markersize=4)
+        ax.errorbar(p.xs, [s.mean for s in p.stats],
+                    yerr=np.nan_to_num([s.std for s in p.stats]), fmt="-D", color="black",
+                    capsize=3, label="mean ± std")
+        if p.mark:
+            ax.axvline(p.mark[1], color="tab:red", linestyle=":", label=p.mark[0])
+        if p.log_x:
+            ax.set_xscale("log")
+        ax.set_xticks(p.xs, [f"{x:g}" for x in p.xs])
+        ax.minorticks_off()
+        ax.set_xlabel(p.xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    write_atomic(path, buf.getvalue())
+    return True
