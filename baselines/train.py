@@ -25,7 +25,7 @@ from baselines.models import DEFAULTS, MODELS, CTRModel
 from data import pipeline
 from data.progress import Progress
 from data.stats import click_metrics, rela_impr
-from data.writer import write_json
+from data.files import write_json
 
 FLAGS = flags.FLAGS
 

@@ -1,15 +1,13 @@
 """Chronological splitting and shard writing shared by data.generate and data.convert."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import os
-import tempfile
 
 import numpy as np
 
 from data import tfrecord_io
+from data.files import write_json
 from data.schema import FeatureSpec, ImpressionLog, SchemaError
 from data.stats import SplitStats
 
@@ -74,23 +72,6 @@ def split_stats(spec: FeatureSpec, log: ImpressionLog, target: np.ndarray,
     s = SplitStats(spec.n_channels, spec.list_size)
     s.add(log.take(target.astype(bool)), sessions)
     return s
-
-
-def write_atomic(path: str, data: str | bytes) -> None:
-    """Atomically (a unique temporary file, then rename: concurrent writers never collide)."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
-def write_json(path: str, obj: dict) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
 def write_metadata(output_dir: str, metadata: dict, n_shards: int) -> dict:

@@ -138,7 +138,6 @@ def write_table(output_dir: str, settings, results: dict, seeds: list[int], note
 
 def main(argv):
     del argv
-    from hrl_rec.train import ensure_dataset
     try:
         seeds = [int(s) for s in FLAGS.seeds]
     except ValueError:
@@ -156,6 +155,7 @@ def main(argv):
             for s in settings:
                 print(" ".join(grid.command(s, seed, grid.job_dir(FLAGS.runs_dir, s, seed))))
         return
+    from hrl_rec.train import ensure_dataset  # TensorFlow: not needed for a dry run
     ensure_dataset(FLAGS.data_dir, FLAGS.data_flagfile)
     try:
         results = grid.run_grid(settings, seeds, FLAGS.runs_dir, "ablation")

@@ -16,7 +16,7 @@ import sys
 import time
 
 from data.progress import Progress
-from data.writer import write_json
+from data.files import write_json
 
 
 @dataclasses.dataclass(frozen=True)

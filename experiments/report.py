@@ -13,7 +13,7 @@ import io
 import numpy as np
 
 from data.stats import rela_impr
-from data.writer import write_atomic
+from data.files import write_atomic
 
 
 @dataclasses.dataclass

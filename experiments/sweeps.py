@@ -170,7 +170,6 @@ def write_figure(output_dir: str, points, results: dict, seeds: list[int], notes
 
 def main(argv):
     del argv
-    from hrl_rec.train import ensure_dataset
     try:
         seeds = [int(s) for s in FLAGS.seeds]
     except ValueError:
@@ -193,6 +192,7 @@ def main(argv):
                 print(" ".join(grid.command(s, seed, grid.job_dir(FLAGS.runs_dir, s, seed))))
         return
     if not FLAGS.report_only:
+        from hrl_rec.train import ensure_dataset  # TensorFlow: not needed for a dry run
         ensure_dataset(FLAGS.data_dir, FLAGS.data_flagfile)
     try:
         results = grid.run_grid(settings, seeds, FLAGS.runs_dir, "sweeps",

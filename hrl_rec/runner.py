@@ -33,7 +33,7 @@ from sklearn.metrics import roc_auc_score
 from data import pipeline
 from data.progress import Progress
 from data.stats import click_metrics
-from data.writer import write_json
+from data.files import write_json
 from hrl_rec import distribute
 from hrl_rec.config import HRLConfig
 from hrl_rec.learner import Learner
