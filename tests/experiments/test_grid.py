@@ -62,3 +62,14 @@ def test_runs_on_different_datasets_are_refused(tmp_path):
     with pytest.raises(grid.GridError, match=r"different datasets \(fingerprints "
                        r"\['one', 'two'\]\)"):
         grid.run_grid(settings, [0], str(tmp_path), "test")
+
+
+def test_report_only_reads_the_finished_runs_and_starts_none(tmp_path, capsys):
+    count = tmp_path / "count"
+    a, b = _setting("a", f"--count_file={count}"), _setting("b", f"--count_file={count}")
+    grid.run_job(a, 0, str(tmp_path / "runs"))
+    results = grid.run_grid([a, b], [0, 1], str(tmp_path / "runs"), "test", run=False)
+    assert results == {("a", 0): {"auc": 0.7, "data_fingerprint": "f00d"}}
+    assert len(count.read_text().split()) == 1
+    assert "1 finished before (reported; the others are not run)" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "b__0").exists()
