@@ -91,8 +91,13 @@ class _DayLog:
 
 
 def simulate_shard(cfg: SimConfig, shard: int, n_shards: int, world: World | None = None,
-                   on_day=None) -> tuple[list[tuple[int, ImpressionLog, int]], World]:
-    """Simulates one shard; returns [(day, log, sessions)] for days >= 0 and the world."""
+                   on_day=None, act=None, observe=None
+                   ) -> tuple[list[tuple[int, ImpressionLog, int]], World]:
+    """Simulates one shard; returns [(day, log, sessions)] for days >= 0 and the world.
+
+    Online experiments replace the logging policy from some day on: `act(req, policy, rng)`
+    -> (slates, propensities) or None (the logging policy acts, as in the dataset), and
+    `observe(req, slates, feedback)` sees every step. Without them this writes the dataset."""
     world = world or make_world(cfg)
     user_ids = np.arange(shard, len(world.users), n_shards)
     env = IRecSim(world, rng_key=shard)
@@ -112,10 +117,17 @@ def simulate_shard(cfg: SimConfig, shard: int, n_shards: int, world: World | Non
             if env.done:
                 return days, world
             current, day_log = req.day, _DayLog()
-        eps = 1.0 if req.day < 0 else cfg.epsilon
-        slates, props = policy.act(req.user_fields, req.candidates, req.candidate_age, eps, rng)
-        fb, next_req = env.step(slates, check=False)
+        chosen = act(req, policy, rng) if act is not None and req.day >= 0 else None
+        if chosen is None:
+            eps = 1.0 if req.day < 0 else cfg.epsilon
+            slates, props = policy.act(req.user_fields, req.candidates, req.candidate_age, eps,
+                                       rng)
+        else:
+            slates, props = chosen
+        fb, next_req = env.step(slates, check=chosen is not None)
         day_log.add(world, req, slates, props, fb)
+        if observe is not None:
+            observe(req, slates, fb)
         req = next_req
 
 

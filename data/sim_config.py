@@ -101,6 +101,11 @@ class SimConfig:
                                     "2 long, 2 short); the LR orders the page.")
     lr_l2: float = help_field(1.0, "L2 strength of the logging policy's daily LR.")
 
+    @classmethod
+    def from_json(cls, config: dict) -> SimConfig:
+        """The configuration stored in a dataset's metadata.json (lists back to tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+
     def __post_init__(self):
         n_ch = len(CHANNELS)
         for name in ("new_items_per_day", "lifetime_days", "duration_median_s", "channel_mix",
