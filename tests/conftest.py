@@ -22,3 +22,14 @@ def shared_data() -> pathlib.Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"real data folder {SHARED_DATA} not found (set HRL_REC_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sim_data(tmp_path_factory) -> pathlib.Path:
+    """A tiny IRecSim dataset (150 users, 4 days, the last one the test split)."""
+    from data import generate
+    from data.sim_config import SimConfig
+    path = tmp_path_factory.mktemp("sim") / "data"
+    generate.generate(SimConfig(n_users=150, n_days=4, test_days=1), str(path), n_shards=1,
+                      processes=1)
+    return path
