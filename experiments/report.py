@@ -31,9 +31,10 @@ class Stat:
 
     def text(self, digits: int = 4, percent: bool = False) -> str:
         scale, unit = (100.0, "%") if percent else (1.0, "")
+        mean = round(self.mean * scale, digits) + 0.0  # no "-0.0" for a tiny negative mean
         if self.n == 1:
-            return f"{self.mean * scale:.{digits}f}{unit}"
-        return f"{self.mean * scale:.{digits}f} ± {self.std * scale:.{digits}f}{unit}"
+            return f"{mean:.{digits}f}{unit}"
+        return f"{mean:.{digits}f} ± {self.std * scale:.{digits}f}{unit}"
 
 
 def paired(results: dict, name: str, reference: str, seeds, fn) -> Stat | None:

@@ -1,0 +1,219 @@
+"""Table 3: online A/B test of HRL-Rec against the online base model, in IRecSim.
+
+    python -m experiments.ab_test --flagfile=configs/ab_test.flags
+    python -m experiments.ab_test --flagfile=configs/ab_test.flags --seeds=0 --dry_run
+
+The paper (Sec. 4.5) deploys each model in the ranking module for 5 days and reports CTR, ACN
+(clicks per capita) and AWT (watched tags per capita) as improvements over the base model, a
+supervised LR with rule-based channel quotas. Here every arm replays the dataset's training
+days under its logging policy and serves the test days (which no model trained on) to the whole
+population (experiments/online.py): the base arm is the logging policy without exploration,
+still refit daily on what it served; an HRL-Rec arm is a model trained by hrl_rec.train (through
+experiments/grid.py, so finished runs are reused), fixed during the test days, serving by the
+cosine of a^h_t and the candidates (Sec. 3.5). Every seed's model is an arm; the table gives
+each metric's change over the base as mean ± std over seeds.
+
+The paper's other rows (DQN variants, DDPG) have no implementation here yet; the table says so.
+Writes --output_dir/table3.md, table3.csv (per setting), table3_arms.csv (per arm, with channel
+shares per day) and table3.png.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from absl import app, flags
+
+from data.progress import Progress
+from data.sim_config import CHANNELS
+from experiments import grid, report
+
+FLAGS = flags.FLAGS
+
+# (name, row label, hrl_rec.train flags on top of --hrl_flagfile)
+SETTINGS = (
+    ("hrl_rec", "HRL-Rec", ()),
+    # a critic whose best action depends on the state (WORKSPACE.md, "The critic"): whether the
+    # serving cosine then ranks items better online
+    ("critic_bilinear", "HRL-Rec, bilinear critic", ("--critic_bilinear=true",)),
+)
+# The paper's Table 3: HRL-Rec over the base model, in percent (CTR, ACN, AWT).
+PAPER = {"hrl_rec": (6.40, 8.96, 1.98)}
+METRICS = (("ctr", "CTR"), ("acn", "ACN"), ("awt", "AWT"))
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("data_dir", "datasets/sim_small", "IRecSim dataset folder (generated "
+                        "if missing); its world is the online system.")
+    flags.DEFINE_string("data_flagfile", "configs/sim_small.flags",
+                        "data.generate preset used when --data_dir holds no dataset.")
+    flags.DEFINE_string("hrl_flagfile", "configs/quickstart.flags",
+                        "hrl_rec.train flagfile of every HRL-Rec arm.")
+    flags.DEFINE_multi_string("hrl_flag", [], "A flag added to every HRL-Rec run (repeatable).")
+    flags.DEFINE_list("settings", ["hrl_rec"], f"Rows, from {[s[0] for s in SETTINGS]}.")
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds; each trained model is an arm.")
+    flags.DEFINE_integer("start_day", -1, "First served day; -1 = the dataset's first test day.")
+    flags.DEFINE_float("epsilon", 0.0, "Exploration of the HRL-Rec arms (Sec. 3.5); the "
+                       "paper's A/B measures the served model, so 0.")
+    flags.DEFINE_string("runs_dir", "runs/ab_test", "Where the trained models go (one folder "
+                        "per setting and seed; runs/sweeps or runs/ablation reuse theirs).")
+    flags.DEFINE_string("output_dir", "results/ab_test", "Where the table files go.")
+    flags.DEFINE_boolean("dry_run", False, "Print the training commands, run nothing.")
+
+
+def grid_settings(names, data_dir, data_flagfile, hrl_flagfile, hrl_flags) -> list[grid.Setting]:
+    known = {name: (label, args) for name, label, args in SETTINGS}
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ValueError(f"--settings: unknown {unknown}; expected some of {list(known)}")
+    return [grid.Setting(name, label, "hrl_rec.train", grid.hrl_rec_args(
+        hrl_flagfile, data_dir, data_flagfile, (*hrl_flags, *args)))
+        for name, label, args in SETTINGS if name in names]
+
+
+def change(arm: dict, base: dict, key: str) -> float:
+    """Relative change over the base arm (Table 3's "improvement")."""
+    return arm[key] / base[key] - 1.0
+
+
+def summary_rows(settings, arms: dict, base: dict, seeds: list[int]):
+    """-> (Markdown rows, CSV rows) of the table; arms[(name, seed)] = online report."""
+    md = [["base (LR + channel quotas, no exploration)"]
+          + [f"{base[k]:.4f}" if k == "ctr" else f"{base[k]:.3f}" for k, _ in METRICS]
+          + ["", "", "", _shares(base["channel_share"]), "", ""]]
+    table = [["base", "", 1] + [x for k, _ in METRICS for x in (base[k], "")]
+             + [x for _ in METRICS for x in ("", "")] + base["channel_share"] + ["", "", ""]]
+    for s in settings:
+        runs = [arms[s.name, seed] for seed in seeds]
+        values = {k: report.Stat.of([r[k] for r in runs]) for k, _ in METRICS}
+        changes = {k: report.Stat.of([change(r, base, k) for r in runs]) for k, _ in METRICS}
+        share = [sum(r["channel_share"][c] for r in runs) / len(runs)
+                 for c in range(len(base["channel_share"]))]
+        paper = PAPER.get(s.name)
+        md.append([s.label] + [values[k].text(4 if k == "ctr" else 3) for k, _ in METRICS]
+                  + [changes[k].text(1, percent=True) for k, _ in METRICS]
+                  + [_shares(share), str(len(runs)),
+                     " / ".join(f"+{p:.2f}%" for p in paper) if paper else ""])
+        table.append([s.name, s.label, len(runs)]
+                     + [x for k, _ in METRICS for x in (values[k].mean, values[k].std)]
+                     + [x for k, _ in METRICS for x in (changes[k].mean, changes[k].std)]
+                     + share + (list(paper) if paper else ["", "", ""]))
+    return md, table
+
+
+def _shares(share) -> str:
+    return ", ".join(f"{name} {100 * x:.0f}%" for name, x in zip(CHANNELS, share))
+
+
+MD_HEADER = ["arm", "CTR", "ACN", "AWT", "CTR vs base", "ACN vs base", "AWT vs base",
+             "impressions by channel", "seeds", "paper (CTR / ACN / AWT)"]
+
+
+def csv_header():
+    return (["setting", "label", "seeds"] + [f"{k}_{s}" for k, _ in METRICS
+                                             for s in ("mean", "std")]
+            + [f"{k}_vs_base_{s}" for k, _ in METRICS for s in ("mean", "std")]
+            + [f"share_{c}" for c in CHANNELS] + [f"paper_{k}" for k, _ in METRICS])
+
+
+ARM_KEYS = ["ctr", "acn", "awt", "impressions", "clicks", "requests", "sessions",
+            "active_users", "dwell_per_capita", "channel_share", "channel_share_per_day"]
+
+
+def write_table(output_dir, settings, arms, base, seeds, notes):
+    os.makedirs(output_dir, exist_ok=True)
+    md, table = summary_rows(settings, arms, base, seeds)
+    path = os.path.join(output_dir, "table3")
+    report.write_markdown(path + ".md", "Table 3: online A/B test in IRecSim", notes,
+                          MD_HEADER, md)
+    report.write_csv(path + ".csv", csv_header(), table)
+    rows = [["base", ""] + [json.dumps(base[k]) if isinstance(base[k], list) else base[k]
+                            for k in ARM_KEYS]]
+    for (name, seed), arm in sorted(arms.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        rows.append([name, seed] + [json.dumps(arm[k]) if isinstance(arm[k], list) else arm[k]
+                                    for k in ARM_KEYS])
+    report.write_csv(path + "_arms.csv", ["arm", "seed"] + ARM_KEYS, rows)
+    labels, stats = [], []
+    for s in settings:
+        for key, name in METRICS:
+            labels.append(f"{s.label}: {name}")
+            stats.append(report.Stat.of([change(arms[s.name, seed], base, key) for seed in seeds]))
+    off = report.write_interval_chart(path + ".png", "Table 3: change over the base model "
+                                      "(mean ± std over seeds)", labels, stats,
+                                      "relative change", reference=("base", 0.0), span=1.0)
+    return report.markdown_table(MD_HEADER, md), off is not None
+
+
+def main(argv):
+    del argv
+    try:
+        seeds = [int(s) for s in FLAGS.seeds]
+    except ValueError:
+        raise app.UsageError(f"--seeds={','.join(FLAGS.seeds)}: expected integers") from None
+    if not seeds:
+        raise app.UsageError("--seeds: at least one seed")
+    if not 0.0 <= FLAGS.epsilon <= 1.0:
+        raise app.UsageError(f"--epsilon={FLAGS.epsilon}: expected a value in [0, 1]")
+    try:
+        settings = grid_settings(FLAGS.settings, FLAGS.data_dir, FLAGS.data_flagfile,
+                                 FLAGS.hrl_flagfile, FLAGS.hrl_flag)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+    if FLAGS.dry_run:
+        for seed in seeds:
+            for s in settings:
+                print(" ".join(grid.command(s, seed, grid.job_dir(FLAGS.runs_dir, s, seed))))
+        return
+    from experiments import online
+    from hrl_rec.train import ensure_dataset
+    ensure_dataset(FLAGS.data_dir, FLAGS.data_flagfile)
+    cfg, world, metadata = online.load_world(FLAGS.data_dir)
+    start = None if FLAGS.start_day < 0 else FLAGS.start_day
+    try:
+        runs = grid.run_grid(settings, seeds, FLAGS.runs_dir, "ab_test: training")
+    except grid.GridError as e:
+        raise SystemExit(str(e)) from None
+    if runs[settings[0].name, seeds[0]].get("data_fingerprint") != metadata["fingerprint"]:
+        raise SystemExit(f"the runs in {FLAGS.runs_dir} were trained on another dataset than "
+                         f"{FLAGS.data_dir} (fingerprint {metadata['fingerprint']})")
+    n_shards = metadata["shards"]
+    jobs = [(s, seed) for seed in seeds for s in settings]
+
+    progress = Progress((len(jobs) + 1) * n_shards * (cfg.n_days + 1), "ab_test: serving",
+                        unit="shard-days")
+
+    def serve(label, act, m=0):
+        t0 = time.monotonic()
+        result = online.run_arm(cfg, world, n_shards, act, start, m,
+                                on_day=lambda *_: progress.update(1, extra=label))
+        print(f"ab_test: {label}: ctr {result['ctr']:.4f} acn {result['acn']:.3f} awt "
+              f"{result['awt']:.3f} ({time.monotonic() - t0:.0f} s)", flush=True)
+        return result
+
+    base = serve("base", online.logging_arm(0.0))
+    arms = {}
+    for s, seed in jobs:
+        model = online.load_model(grid.job_dir(FLAGS.runs_dir, s, seed))
+        arms[s.name, seed] = serve(f"{s.name} seed {seed}", online.model_arm(
+            model, world, FLAGS.epsilon, seed), model.max_seq_len)
+    notes = [f"Data: `{FLAGS.data_dir}` (fingerprint `{metadata['fingerprint']}`): "
+             f"{cfg.n_users} users; served days {base['days'][0]}-{base['days'][-1]} (the test "
+             f"days; earlier days replay the dataset). Models: `{FLAGS.hrl_flagfile}` "
+             f"{' '.join(FLAGS.hrl_flag)}, seeds {', '.join(map(str, seeds))}, epsilon "
+             f"{FLAGS.epsilon:g}.",
+             "ACN = clicks per user of the population, AWT = distinct tags of clicked items per "
+             "user; the changes are over the base arm, mean ± sample std over training seeds.",
+             "Not built: the paper's DQN (LR), DQN (GRU), Double-Dueling DQN, DDPG and DDPG "
+             "(hierarchical) rows.",
+             "Regenerate: `python -m experiments.ab_test --flagfile=configs/ab_test.flags`."]
+    text, drawn = write_table(FLAGS.output_dir, settings, arms, base, seeds, notes)
+    print(text, flush=True)
+    print(f"wrote {FLAGS.output_dir}/table3.md, table3.csv, table3_arms.csv"
+          + (", table3.png" if drawn else " (no table3.png: pip install matplotlib)"),
+          flush=True)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

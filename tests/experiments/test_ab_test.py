@@ -1,0 +1,70 @@
+"""Table 3's A/B test: its arms and commands, the table's figures by hand, and flag errors."""
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from experiments import ab_test, grid
+from tests.conftest import REPO
+
+
+def _arm(ctr, acn, awt, share=(0.25, 0.25, 0.25, 0.25)):
+    return {"ctr": ctr, "acn": acn, "awt": awt, "impressions": 100, "clicks": 10,
+            "requests": 10, "sessions": 5, "active_users": 4, "dwell_per_capita": 1.5,
+            "channel_share": list(share), "channel_share_per_day": [list(share)]}
+
+
+def test_settings_share_the_commands_of_the_other_grids():
+    settings = ab_test.grid_settings(["critic_bilinear", "hrl_rec"], "D", "D.flags", "h.flags",
+                                     ["--max_steps=5"])
+    assert [s.name for s in settings] == ["hrl_rec", "critic_bilinear"]
+    assert settings[0].args == grid.hrl_rec_args("h.flags", "D", "D.flags", ["--max_steps=5"])
+    assert settings[1].args[-1] == "--critic_bilinear=true"
+    with pytest.raises(ValueError, match=r"--settings: unknown \['dqn'\]; expected"):
+        ab_test.grid_settings(["dqn"], "D", "D.flags", "h.flags", [])
+
+
+def test_table_figures_by_hand(tmp_path):
+    settings = ab_test.grid_settings(["hrl_rec"], "D", "D.flags", "h.flags", [])
+    base = _arm(0.10, 3.0, 5.0, (0.3, 0.3, 0.2, 0.2))
+    arms = {("hrl_rec", 0): _arm(0.11, 3.3, 4.0, (0.0, 0.2, 0.4, 0.4)),
+            ("hrl_rec", 1): _arm(0.09, 3.0, 6.0, (0.1, 0.1, 0.4, 0.4))}
+    text, drawn = ab_test.write_table(str(tmp_path), settings, arms, base, [0, 1], ["a note"])
+    rows = text.splitlines()[2:]
+    assert rows[0] == ("| base (LR + channel quotas, no exploration) | 0.1000 | 3.000 | 5.000 |"
+                       "  |  |  | news 30%, article 30%, long_video 20%, short_video 20% |  |  |")
+    # CTR: +10% and -10% -> 0 ± 14.1; ACN: +10%, 0% -> +5 ± 7.1; AWT: -20%, +20% -> 0 ± 28.3.
+    assert rows[1] == ("| HRL-Rec | 0.1000 ± 0.0141 | 3.150 ± 0.212 | 5.000 ± 1.414 | "
+                       "0.0 ± 14.1% | 5.0 ± 7.1% | 0.0 ± 28.3% | news 5%, article 15%, "
+                       "long_video 40%, short_video 40% | 2 | +6.40% / +8.96% / +1.98% |")
+    with open(tmp_path / "table3.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["setting"] for r in table] == ["base", "hrl_rec"]
+    assert float(table[1]["acn_vs_base_mean"]) == pytest.approx(0.05)
+    assert float(table[1]["share_news"]) == pytest.approx(0.05)
+    with open(tmp_path / "table3_arms.csv") as f:
+        runs = list(csv.DictReader(f))
+    assert [(r["arm"], r["seed"]) for r in runs] == [("base", ""), ("hrl_rec", "0"),
+                                                    ("hrl_rec", "1")]
+    assert json.loads(runs[1]["channel_share"]) == [0.0, 0.2, 0.4, 0.4]
+    assert drawn and (tmp_path / "table3.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "experiments.ab_test", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_dry_run_and_bad_flags():
+    done = _cli("--flagfile=configs/ab_test.flags", "--seeds=2", "--dry_run")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [
+        f"{sys.executable} -m hrl_rec.train --flagfile=configs/quickstart.flags "
+        "--data_dir=datasets/sim_small --data_flagfile=configs/sim_small.flags --seed=2 "
+        "--model_dir=runs/ab_test/hrl_rec__2"]
+    bad = _cli("--epsilon=2", "--dry_run")
+    assert bad.returncode != 0 and "--epsilon=2.0: expected a value in [0, 1]" in bad.stderr
+    bad = _cli("--settings=dqn", "--dry_run")
+    assert bad.returncode != 0 and "--settings: unknown ['dqn']" in bad.stderr
