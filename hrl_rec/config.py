@@ -13,6 +13,7 @@ from data.config_flags import help_field
 TARGET_Q = ("ddpg", "double", "twin", "logged")
 REWARD_FORMS = ("power", "linear")
 STATE_WINDOWS = ("sliding", "prefix")
+ITEM_SCORES = ("cosine", "click")  # how the HRA serves an item (hrl_rec/policy.py)
 
 
 @dataclasses.dataclass(frozen=True)

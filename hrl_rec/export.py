@@ -18,6 +18,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from hrl_rec.model import HRLRec
+from hrl_rec.config import ITEM_SCORES
 from hrl_rec.policy import SlatePolicy
 
 FLAGS = flags.FLAGS
@@ -42,10 +43,10 @@ def request_signature(spec: dict, m: int) -> list[tf.TensorSpec]:
 class SlateServer(tf.Module):
     """A tf.Module holding the model and one compiled, signature-bound slate function."""
 
-    def __init__(self, model: HRLRec, jit_compile: bool = False):
+    def __init__(self, model: HRLRec, jit_compile: bool = False, item_score: str = "cosine"):
         super().__init__()
         self.model = model
-        self.policy = SlatePolicy(model, model.spec["list_size"])
+        self.policy = SlatePolicy(model, model.spec["list_size"], item_score=item_score)
         self.exploration_seed = self.policy.seed  # tracked, so the SavedModel captures it
         signature = request_signature(model.spec, model.max_seq_len)
         names = [s.name for s in signature]
@@ -57,9 +58,10 @@ class SlateServer(tf.Module):
         self.serve = tf.function(serve, input_signature=signature, jit_compile=jit_compile)
 
 
-def export(model: HRLRec, export_dir: str, jit_compile: bool = False) -> str:
+def export(model: HRLRec, export_dir: str, jit_compile: bool = False,
+           item_score: str = "cosine") -> str:
     """Writes the SavedModel to export_dir (via a temporary folder, then a rename)."""
-    server = SlateServer(model, jit_compile)
+    server = SlateServer(model, jit_compile, item_score)
     tmp = export_dir.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tf.saved_model.save(server, tmp, signatures={"serving_default": server.serve})
@@ -77,7 +79,8 @@ def main(argv):
         raise app.UsageError(f"--model_dir={FLAGS.model_dir} holds no model.keras (train it "
                              f"first with python -m hrl_rec.train)")
     model = keras.models.load_model(path)
-    print(f"exported to {export(model, FLAGS.export_dir, FLAGS.jit_compile)}", flush=True)
+    print(f"exported to {export(model, FLAGS.export_dir, FLAGS.jit_compile, FLAGS.item_score)}",
+          flush=True)
 
 
 if __name__ == "__main__":
@@ -85,6 +88,9 @@ if __name__ == "__main__":
                         required=True)
     flags.DEFINE_string("export_dir", None, "Where the SavedModel goes (replaced if present).",
                         required=True)
+    flags.DEFINE_enum("item_score", "cosine", list(ITEM_SCORES), "How the HRA picks the item of "
+                      "the LRA's channel: cosine of a^h and d (Sec. 3.5) or Eq. 16's click "
+                      "model f (hrl_rec/policy.py).")
     flags.DEFINE_boolean("jit_compile", False, "Compile the slate function with XLA: about 4x "
                          "lower latency on CPU (benchmarks/serving.py). TensorFlow Serving runs "
                          "it with --xla_cpu_compilation_enabled=true.")

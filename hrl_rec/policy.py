@@ -5,7 +5,9 @@ For slot t = 0..S-1 of every request (Sec. 3.1):
      channel c_t is the channel of the available candidate most cosine-similar to a^l_t;
   2. the HRA reads s^h_t = [state ; e(c_t)] and gives a^h_t (Eq. 6); the item d_t is the
      available candidate of channel c_t most cosine-similar to a^h_t (never an item already
-     placed: the hard channel constraint and no repeats);
+     placed: the hard channel constraint and no repeats); with item_score="click" it is
+     instead the one of highest f([a^l_t; a^h_t], d) (Eq. 16), the click model L_c trains
+     (our option: the paper serves by the cosine, Sec. 3.5);
   3. with probability epsilon the slot instead shows an available candidate drawn uniformly
      (Sec. 3.5's online exploration), and the log records the exact propensity
          P(d_t) = (1 - epsilon) [d_t = greedy item] + epsilon / (available candidates).
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from hrl_rec.config import ITEM_SCORES
 from hrl_rec.features import map_positions
 from hrl_rec.model import HRLRec
 
@@ -46,12 +49,18 @@ def _masked_argmax(scores, allowed):
 
 
 class SlatePolicy:
-    """`policy(request)` -> slate dict (see the module docstring). `epsilon` > 0 explores."""
+    """`policy(request)` -> slate dict (see the module docstring). `epsilon` > 0 explores;
+    `item_score` is how the HRA picks the item of channel c_t: "cosine" (Sec. 3.5) or "click"
+    (Eq. 16's f)."""
 
-    def __init__(self, model: HRLRec, list_size: int, epsilon: float = 0.0, seed: int = 0):
+    def __init__(self, model: HRLRec, list_size: int, epsilon: float = 0.0, seed: int = 0,
+                 item_score: str = "cosine"):
         if not 0.0 <= epsilon <= 1.0:
             raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+        if item_score not in ITEM_SCORES:
+            raise ValueError(f"item_score must be one of {ITEM_SCORES}, got {item_score!r}")
         self.model, self.list_size, self.epsilon = model, list_size, epsilon
+        self.item_score = item_score
         self.seed = tf.Variable(seed, dtype=tf.int64, trainable=False)
         self._compiled = tf.function(self.slate, reduce_retracing=True)
 
@@ -117,8 +126,14 @@ class SlatePolicy:
             s_high = model.hra.with_constraint(states["hra"], c_t)
             a_high = model.hra.actor(s_high)
             sim_high = _cosine_matrix(a_high, d)
+            a = tf.concat([a_low, a_high], -1)
             in_channel = available & tf.equal(request["cand_channel"], c_t[:, None])
-            greedy = _masked_argmax(sim_high, in_channel)
+            if self.item_score == "click":
+                f_all = model.click.probability(                           # [B, N] in (0, 1)
+                    tf.repeat(a[:, None], n, axis=1), d, tf.fill([b, n], t))
+                greedy = _masked_argmax(f_all, in_channel)
+            else:
+                greedy = _masked_argmax(sim_high, in_channel)
             count = tf.reduce_sum(tf.cast(available, tf.float32), axis=1)
             pick, explore = greedy, tf.zeros([b], tf.bool)
             prob = tf.ones([b])
@@ -136,7 +151,7 @@ class SlatePolicy:
             # an item listed twice among the candidates is still shown once
             available &= ~(tf.equal(request["cand_item_id"], item[:, None]) & any_left[:, None])
             d_t = tf.gather(d, pick, batch_dims=1)
-            ctr = model.click.probability(tf.concat([a_low, a_high], -1), d_t)
+            ctr = model.click.probability(a, d_t, tf.fill([b], t))
             channel = tf.gather(request["cand_channel"], pick, batch_dims=1)
             for key, value in (("item_id", tf.where(any_left, item, -tf.ones_like(item))),
                                ("channel", channel), ("index", pick),

@@ -56,8 +56,19 @@ def test_masked_candidates_are_never_shown_and_exhaustion_gives_minus_one():
     assert (items[:, 8:] == -1).all()
 
 
-def _reference_slate(model, request):
-    """Every state recomputed from the full window (model.lra / model.hra on all positions)."""
+def _click_probability(model, a, d):
+    """Eq. 16 by hand: sigmoid(w . [a; d] + b + a^T W d) for a [B, k_a], d [B, N, k] -> [B, N]."""
+    click = model.click
+    w, k_a = click.w.numpy(), a.shape[-1]
+    logit = (a @ w[:k_a])[:, None] + d @ w[k_a:] + click.b.numpy()
+    if click.interaction:
+        logit += np.einsum("bi,ij,bnj->bn", a, click.w_ad.numpy(), d)
+    return 1 / (1 + np.exp(-logit))
+
+
+def _reference_slate(model, request, item_score="cosine"):
+    """Every state recomputed from the full window (model.lra / model.hra on all positions);
+    -> (picked candidate indices [B, S], f of Eq. 16 at each pick [B, S])."""
     s, m = 10, M
     window = {k: tf.concat([request[f"hist_{k}"], tf.zeros_like(tf.repeat(
         request[f"hist_{k}"][:, :1], s, 1))], 1).numpy()
@@ -68,7 +79,7 @@ def _reference_slate(model, request):
     dn = d / np.linalg.norm(d, axis=-1, keepdims=True)
     avail = request["cand_mask"].numpy().astype(bool)
     cand_channel = request["cand_channel"].numpy()
-    picks = []
+    picks, f_picked = [], []
     for t in range(s):
         w = {k: tf.constant(v) for k, v in window.items()}
         w["user_id"], w["user_fields"] = request["user_id"], request["user_fields"]
@@ -78,16 +89,19 @@ def _reference_slate(model, request):
         constraint = tf.constant(np.repeat(c[:, None], s + 1, 1))
         a_h = model.hra.actor(model.hra(w, constraint)[:, t]).numpy()
         cos_h = np.einsum("bk,bnk->bn", a_h / np.linalg.norm(a_h, axis=-1, keepdims=True), dn)
-        pick = np.where(avail & (cand_channel == c[:, None]), cos_h, -3).argmax(1)
-        picks.append(pick)
+        f = _click_probability(model, np.concatenate([a_l, a_h], -1), d)
+        score = cos_h if item_score == "cosine" else f
+        pick = np.where(avail & (cand_channel == c[:, None]), score, -3).argmax(1)
         rows = np.arange(len(pick))
+        picks.append(pick)
+        f_picked.append(f[rows, pick])
         ids = request["cand_item_id"].numpy()
         avail &= ids != ids[rows, pick][:, None]
         for k in ("item_id", "channel", "item_fields", "tags", "context"):
             window[k][:, m + t] = request[f"cand_{k}"].numpy()[rows, pick]
         window["slot"][:, m + t] = t
         window["mask"][:, m + t] = 1
-    return np.stack(picks, 1)
+    return np.stack(picks, 1), np.stack(f_picked, 1)
 
 
 @pytest.mark.parametrize("options", [dict(state_window="sliding"), dict(state_window="prefix"),
@@ -97,9 +111,23 @@ def test_incremental_policy_matches_full_recomputation(options):
     model = tiny_model(**options)
     request = _request(seed=4)
     out = SlatePolicy(model, 10)(request)
-    np.testing.assert_array_equal(out["index"].numpy(), _reference_slate(model, request))
+    np.testing.assert_array_equal(out["index"].numpy(), _reference_slate(model, request)[0])
 
 
-def test_epsilon_is_checked():
+def test_click_scoring_picks_the_item_of_highest_f_in_the_channel():
+    model = tiny_model(state_window="prefix", click_interaction=True)
+    model.click.w_ad.assign(np.random.default_rng(0).normal(size=model.click.w_ad.shape))
+    request = _request(seed=4)
+    picks, f = _reference_slate(model, request, item_score="click")
+    out = SlatePolicy(model, 10, item_score="click")(request)
+    np.testing.assert_array_equal(out["index"].numpy(), picks)
+    np.testing.assert_allclose(out["ctr"].numpy(), f, rtol=1e-5)   # the reported ctr is f
+    assert (picks != _reference_slate(model, request)[0]).any()   # the two scores differ here
+
+
+def test_epsilon_and_item_score_are_checked():
     with pytest.raises(ValueError, match="epsilon must be in"):
         SlatePolicy(tiny_model(), 10, epsilon=1.5)
+    with pytest.raises(ValueError, match=r"item_score must be one of \('cosine', 'click'\), "
+                                         r"got 'ctr'"):
+        SlatePolicy(tiny_model(), 10, item_score="ctr")
