@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import NamedTuple
 
 from absl import app, flags
 
@@ -43,6 +44,24 @@ PAPER = {"hrl_rec": (6.40, 8.96, 1.98)}
 METRICS = (("ctr", "CTR"), ("acn", "ACN"), ("awt", "AWT"))
 
 
+class Row(NamedTuple):
+    """A row of the table: a trained setting served with one item score."""
+    name: str  # e.g. "hrl_rec" (cosine, the paper's serving) or "hrl_rec+click"
+    label: str
+    setting: grid.Setting
+    item_score: str
+
+
+def table_rows(settings: list[grid.Setting], item_scores: list[str]) -> list[Row]:
+    from hrl_rec.config import ITEM_SCORES
+    unknown = [x for x in item_scores if x not in ITEM_SCORES]
+    if unknown or not item_scores:
+        raise ValueError(f"--item_scores: unknown {unknown}; expected some of {ITEM_SCORES}")
+    return [Row(s.name if score == "cosine" else f"{s.name}+{score}",
+                s.label if score == "cosine" else f"{s.label}, items by f (Eq. 16)", s, score)
+            for s in settings for score in item_scores]
+
+
 def define_flags() -> None:
     flags.DEFINE_string("data_dir", "datasets/sim_small", "IRecSim dataset folder (generated "
                         "if missing); its world is the online system.")
@@ -54,6 +73,9 @@ def define_flags() -> None:
     flags.DEFINE_list("settings", ["hrl_rec"], f"Rows, from {[s[0] for s in SETTINGS]}.")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds; each trained model is an arm.")
     flags.DEFINE_integer("start_day", -1, "First served day; -1 = the dataset's first test day.")
+    flags.DEFINE_list("item_scores", ["cosine"], "How each model's HRA picks the item of the "
+                      "LRA's channel, one row each: cosine (Sec. 3.5) and/or click (Eq. 16's f; "
+                      "hrl_rec/policy.py).")
     flags.DEFINE_float("epsilon", 0.0, "Exploration of the HRL-Rec arms (Sec. 3.5); the "
                        "paper's A/B measures the served model, so 0.")
     flags.DEFINE_string("runs_dir", "runs/ab_test", "Where the trained models go (one folder "
@@ -77,14 +99,14 @@ def change(arm: dict, base: dict, key: str) -> float:
     return arm[key] / base[key] - 1.0
 
 
-def summary_rows(settings, arms: dict, base: dict, seeds: list[int]):
-    """-> (Markdown rows, CSV rows) of the table; arms[(name, seed)] = online report."""
+def summary_rows(rows: list[Row], arms: dict, base: dict, seeds: list[int]):
+    """-> (Markdown rows, CSV rows) of the table; arms[(row name, seed)] = online report."""
     md = [["base (LR + channel quotas, no exploration)"]
           + [f"{base[k]:.4f}" if k == "ctr" else f"{base[k]:.3f}" for k, _ in METRICS]
           + ["", "", "", _shares(base["channel_share"]), "", ""]]
     table = [["base", "", 1] + [x for k, _ in METRICS for x in (base[k], "")]
              + [x for _ in METRICS for x in ("", "")] + base["channel_share"] + ["", "", ""]]
-    for s in settings:
+    for s in rows:
         runs = [arms[s.name, seed] for seed in seeds]
         values = {k: report.Stat.of([r[k] for r in runs]) for k, _ in METRICS}
         changes = {k: report.Stat.of([change(r, base, k) for r in runs]) for k, _ in METRICS}
@@ -121,21 +143,21 @@ ARM_KEYS = ["ctr", "acn", "awt", "impressions", "clicks", "requests", "sessions"
             "active_users", "dwell_per_capita", "channel_share", "channel_share_per_day"]
 
 
-def write_table(output_dir, settings, arms, base, seeds, notes):
+def write_table(output_dir, rows: list[Row], arms, base, seeds, notes):
     os.makedirs(output_dir, exist_ok=True)
-    md, table = summary_rows(settings, arms, base, seeds)
+    md, table = summary_rows(rows, arms, base, seeds)
     path = os.path.join(output_dir, "table3")
     report.write_markdown(path + ".md", "Table 3: online A/B test in IRecSim", notes,
                           MD_HEADER, md)
     report.write_csv(path + ".csv", csv_header(), table)
-    rows = [["base", ""] + [json.dumps(base[k]) if isinstance(base[k], list) else base[k]
+    per_arm = [["base", ""] + [json.dumps(base[k]) if isinstance(base[k], list) else base[k]
                             for k in ARM_KEYS]]
     for (name, seed), arm in sorted(arms.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        rows.append([name, seed] + [json.dumps(arm[k]) if isinstance(arm[k], list) else arm[k]
+        per_arm.append([name, seed] + [json.dumps(arm[k]) if isinstance(arm[k], list) else arm[k]
                                     for k in ARM_KEYS])
-    report.write_csv(path + "_arms.csv", ["arm", "seed"] + ARM_KEYS, rows)
+    report.write_csv(path + "_arms.csv", ["arm", "seed"] + ARM_KEYS, per_arm)
     labels, stats = [], []
-    for s in settings:
+    for s in rows:
         for key, name in METRICS:
             labels.append(f"{s.label}: {name}")
             stats.append(report.Stat.of([change(arms[s.name, seed], base, key) for seed in seeds]))
@@ -158,6 +180,7 @@ def main(argv):
     try:
         settings = grid_settings(FLAGS.settings, FLAGS.data_dir, FLAGS.data_flagfile,
                                  FLAGS.hrl_flagfile, FLAGS.hrl_flag)
+        rows = table_rows(settings, FLAGS.item_scores)
     except ValueError as e:
         raise app.UsageError(str(e)) from None
     if FLAGS.dry_run:
@@ -178,7 +201,7 @@ def main(argv):
         raise SystemExit(f"the runs in {FLAGS.runs_dir} were trained on another dataset than "
                          f"{FLAGS.data_dir} (fingerprint {metadata['fingerprint']})")
     n_shards = metadata["shards"]
-    jobs = [(s, seed) for seed in seeds for s in settings]
+    jobs = [(row, seed) for seed in seeds for row in rows]
 
     progress = Progress((len(jobs) + 1) * n_shards * (cfg.n_days + 1), "ab_test: serving",
                         unit="shard-days")
@@ -193,10 +216,10 @@ def main(argv):
 
     base = serve("base", online.logging_arm(0.0))
     arms = {}
-    for s, seed in jobs:
-        model = online.load_model(grid.job_dir(FLAGS.runs_dir, s, seed))
-        arms[s.name, seed] = serve(f"{s.name} seed {seed}", online.model_arm(
-            model, world, FLAGS.epsilon, seed), model.max_seq_len)
+    for row, seed in jobs:
+        model = online.load_model(grid.job_dir(FLAGS.runs_dir, row.setting, seed))
+        arms[row.name, seed] = serve(f"{row.name} seed {seed}", online.model_arm(
+            model, world, FLAGS.epsilon, seed, row.item_score), model.max_seq_len)
     notes = [f"Data: `{FLAGS.data_dir}` (fingerprint `{metadata['fingerprint']}`): "
              f"{cfg.n_users} users; served days {base['days'][0]}-{base['days'][-1]} (the test "
              f"days; earlier days replay the dataset). Models: `{FLAGS.hrl_flagfile}` "
@@ -207,7 +230,7 @@ def main(argv):
              "Not built: the paper's DQN (LR), DQN (GRU), Double-Dueling DQN, DDPG and DDPG "
              "(hierarchical) rows.",
              "Regenerate: `python -m experiments.ab_test --flagfile=configs/ab_test.flags`."]
-    text, drawn = write_table(FLAGS.output_dir, settings, arms, base, seeds, notes)
+    text, drawn = write_table(FLAGS.output_dir, rows, arms, base, seeds, notes)
     print(text, flush=True)
     print(f"wrote {FLAGS.output_dir}/table3.md, table3.csv, table3_arms.csv"
           + (", table3.png" if drawn else " (no table3.png: pip install matplotlib)"),

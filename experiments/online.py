@@ -170,14 +170,15 @@ def logging_arm(epsilon: float):
     return act
 
 
-def model_arm(model, world: World, epsilon: float = 0.0, seed: int = 0):
+def model_arm(model, world: World, epsilon: float = 0.0, seed: int = 0,
+              item_score: str = "cosine"):
     """HRL-Rec (hrl_rec.policy.SlatePolicy) serving from the env's candidates; epsilon > 0 is
-    Sec. 3.5's online exploration."""
+    Sec. 3.5's online exploration, item_score the HRA's item choice (cosine or click)."""
     import tensorflow as tf
 
     from hrl_rec.export import request_signature
     from hrl_rec.policy import SlatePolicy
-    slate_policy = SlatePolicy(model, world.config.list_size, epsilon, seed)
+    slate_policy = SlatePolicy(model, world.config.list_size, epsilon, seed, item_score)
     # one trace for every batch size (the number of requests changes at every step)
     signature = {s.name: s for s in request_signature(model.spec, model.max_seq_len)}
     slate = tf.function(slate_policy.slate, input_signature=[signature])

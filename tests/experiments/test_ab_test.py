@@ -26,8 +26,22 @@ def test_settings_share_the_commands_of_the_other_grids():
         ab_test.grid_settings(["dqn"], "D", "D.flags", "h.flags", [])
 
 
+def test_rows_serve_each_setting_by_each_item_score():
+    settings = ab_test.grid_settings(["hrl_rec", "critic_bilinear"], "D", "D.flags", "h.flags",
+                                     [])
+    rows = ab_test.table_rows(settings, ["cosine", "click"])
+    assert [(r.name, r.setting.name, r.item_score) for r in rows] == [
+        ("hrl_rec", "hrl_rec", "cosine"), ("hrl_rec+click", "hrl_rec", "click"),
+        ("critic_bilinear", "critic_bilinear", "cosine"),
+        ("critic_bilinear+click", "critic_bilinear", "click")]
+    assert rows[1].label == "HRL-Rec, items by f (Eq. 16)"
+    with pytest.raises(ValueError, match=r"--item_scores: unknown \['ctr'\]"):
+        ab_test.table_rows(settings, ["ctr"])
+
+
 def test_table_figures_by_hand(tmp_path):
-    settings = ab_test.grid_settings(["hrl_rec"], "D", "D.flags", "h.flags", [])
+    settings = ab_test.table_rows(ab_test.grid_settings(["hrl_rec"], "D", "D.flags", "h.flags",
+                                                        []), ["cosine"])
     base = _arm(0.10, 3.0, 5.0, (0.3, 0.3, 0.2, 0.2))
     arms = {("hrl_rec", 0): _arm(0.11, 3.3, 4.0, (0.0, 0.2, 0.4, 0.4)),
             ("hrl_rec", 1): _arm(0.09, 3.0, 6.0, (0.1, 0.1, 0.4, 0.4))}
@@ -66,5 +80,7 @@ def test_cli_dry_run_and_bad_flags():
         "--model_dir=runs/ab_test/hrl_rec__2"]
     bad = _cli("--epsilon=2", "--dry_run")
     assert bad.returncode != 0 and "--epsilon=2.0: expected a value in [0, 1]" in bad.stderr
+    bad = _cli("--item_scores=cosine,ctr", "--dry_run")
+    assert bad.returncode != 0 and "--item_scores: unknown ['ctr']" in bad.stderr
     bad = _cli("--settings=dqn", "--dry_run")
     assert bad.returncode != 0 and "--settings: unknown ['dqn']" in bad.stderr
