@@ -74,7 +74,7 @@ def _cli(*args):
 def test_cli_dry_run_and_bad_flags():
     done = _cli("--flagfile=configs/ab_test.flags", "--seeds=2", "--dry_run")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.splitlines() == [
+    assert done.stdout.splitlines() == [  # one training run serves both item scores
         f"{sys.executable} -m hrl_rec.train --flagfile=configs/quickstart.flags "
         "--data_dir=datasets/sim_small --data_flagfile=configs/sim_small.flags --seed=2 "
         "--model_dir=runs/ab_test/hrl_rec__2"]
