@@ -161,9 +161,9 @@ def write_table(output_dir, rows: list[Row], arms, base, seeds, notes):
         for key, name in METRICS:
             labels.append(f"{s.label}: {name}")
             stats.append(report.Stat.of([change(arms[s.name, seed], base, key) for seed in seeds]))
-    off = report.write_interval_chart(path + ".png", "Table 3: change over the base model "
-                                      "(mean ± std over seeds)", labels, stats,
-                                      "relative change", reference=("base", 0.0), span=1.0)
+    off = report.write_interval_chart(path + ".png", "Table 3: online A/B vs the base",
+                                      labels, stats, "relative change (mean ± std over seeds)",
+                                      reference=("base", 0.0), span=1.0)
     return report.markdown_table(MD_HEADER, md), off is not None
 
 
