@@ -99,28 +99,41 @@ def change(arm: dict, base: dict, key: str) -> float:
     return arm[key] / base[key] - 1.0
 
 
-def summary_rows(rows: list[Row], arms: dict, base: dict, seeds: list[int]):
-    """-> (Markdown rows, CSV rows) of the table; arms[(row name, seed)] = online report."""
+def _row(name: str, label: str, runs: list[dict], base: dict, paper):
+    """-> (Markdown row, CSV row) of arms `runs` (one per seed) against the base arm."""
+    values = {k: report.Stat.of([r[k] for r in runs]) for k, _ in METRICS}
+    changes = {k: report.Stat.of([change(r, base, k) for r in runs]) for k, _ in METRICS}
+    share = [sum(r["channel_share"][c] for r in runs) / len(runs)
+             for c in range(len(base["channel_share"]))]
+    md = ([label] + [values[k].text(4 if k == "ctr" else 3) for k, _ in METRICS]
+          + [changes[k].text(1, percent=True) for k, _ in METRICS]
+          + [_shares(share), str(len(runs)),
+             " / ".join(f"+{p:.2f}%" for p in paper) if paper else ""])
+    csv_row = ([name, label, len(runs)]
+               + [x for k, _ in METRICS for x in (values[k].mean, values[k].std)]
+               + [x for k, _ in METRICS for x in (changes[k].mean, changes[k].std)]
+               + share + (list(paper) if paper else ["", "", ""]))
+    return md, csv_row
+
+
+def summary_rows(rows: list[Row], arms: dict, base: dict, seeds: list[int],
+                 references=()):
+    """-> (Markdown rows, CSV rows): the base, the `references` ((name, label, arm) served
+    once each), then each row's arms over the seeds; arms[(row name, seed)] = online report."""
     md = [["base (LR + channel quotas, no exploration)"]
           + [f"{base[k]:.4f}" if k == "ctr" else f"{base[k]:.3f}" for k, _ in METRICS]
           + ["", "", "", _shares(base["channel_share"]), "", ""]]
     table = [["base", "", 1] + [x for k, _ in METRICS for x in (base[k], "")]
              + [x for _ in METRICS for x in ("", "")] + base["channel_share"] + ["", "", ""]]
+    for name, label, arm in references:
+        row_md, row_csv = _row(name, label, [arm], base, None)
+        md.append(row_md)
+        table.append(row_csv)
     for s in rows:
-        runs = [arms[s.name, seed] for seed in seeds]
-        values = {k: report.Stat.of([r[k] for r in runs]) for k, _ in METRICS}
-        changes = {k: report.Stat.of([change(r, base, k) for r in runs]) for k, _ in METRICS}
-        share = [sum(r["channel_share"][c] for r in runs) / len(runs)
-                 for c in range(len(base["channel_share"]))]
-        paper = PAPER.get(s.name)
-        md.append([s.label] + [values[k].text(4 if k == "ctr" else 3) for k, _ in METRICS]
-                  + [changes[k].text(1, percent=True) for k, _ in METRICS]
-                  + [_shares(share), str(len(runs)),
-                     " / ".join(f"+{p:.2f}%" for p in paper) if paper else ""])
-        table.append([s.name, s.label, len(runs)]
-                     + [x for k, _ in METRICS for x in (values[k].mean, values[k].std)]
-                     + [x for k, _ in METRICS for x in (changes[k].mean, changes[k].std)]
-                     + share + (list(paper) if paper else ["", "", ""]))
+        row_md, row_csv = _row(s.name, s.label, [arms[s.name, seed] for seed in seeds], base,
+                               PAPER.get(s.name))
+        md.append(row_md)
+        table.append(row_csv)
     return md, table
 
 
@@ -143,15 +156,16 @@ ARM_KEYS = ["ctr", "acn", "awt", "impressions", "clicks", "requests", "sessions"
             "active_users", "dwell_per_capita", "channel_share", "channel_share_per_day"]
 
 
-def write_table(output_dir, rows: list[Row], arms, base, seeds, notes):
+def write_table(output_dir, rows: list[Row], arms, base, seeds, notes, references=()):
     os.makedirs(output_dir, exist_ok=True)
-    md, table = summary_rows(rows, arms, base, seeds)
+    md, table = summary_rows(rows, arms, base, seeds, references)
     path = os.path.join(output_dir, "table3")
     report.write_markdown(path + ".md", "Table 3: online A/B test in IRecSim", notes,
                           MD_HEADER, md)
     report.write_csv(path + ".csv", csv_header(), table)
-    per_arm = [["base", ""] + [json.dumps(base[k]) if isinstance(base[k], list) else base[k]
-                            for k in ARM_KEYS]]
+    per_arm = [[name, ""] + [json.dumps(arm[k]) if isinstance(arm[k], list) else arm[k]
+                             for k in ARM_KEYS]
+               for name, arm in [("base", base)] + [(n, a) for n, _, a in references]]
     for (name, seed), arm in sorted(arms.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         per_arm.append([name, seed] + [json.dumps(arm[k]) if isinstance(arm[k], list) else arm[k]
                                     for k in ARM_KEYS])
@@ -203,7 +217,7 @@ def main(argv):
     n_shards = metadata["shards"]
     jobs = [(row, seed) for seed in seeds for row in rows]
 
-    progress = Progress((len(jobs) + 1) * n_shards * (cfg.n_days + 1), "ab_test: serving",
+    progress = Progress((len(jobs) + 2) * n_shards * (cfg.n_days + 1), "ab_test: serving",
                         unit="shard-days")
 
     def serve(label, act, m=0):
@@ -215,6 +229,9 @@ def main(argv):
         return result
 
     base = serve("base", online.logging_arm(0.0))
+    # the CTR-only ranker: does the simulator punish the homogeneous feed it serves?
+    references = [("lr_no_quotas", "LR without channel quotas (CTR only)",
+                   serve("lr_no_quotas", online.logging_arm(0.0, quotas=False)))]
     arms = {}
     for row, seed in jobs:
         model = online.load_model(grid.job_dir(FLAGS.runs_dir, row.setting, seed))
@@ -230,7 +247,7 @@ def main(argv):
              "Not built: the paper's DQN (LR), DQN (GRU), Double-Dueling DQN, DDPG and DDPG "
              "(hierarchical) rows.",
              "Regenerate: `python -m experiments.ab_test --flagfile=configs/ab_test.flags`."]
-    text, drawn = write_table(FLAGS.output_dir, rows, arms, base, seeds, notes)
+    text, drawn = write_table(FLAGS.output_dir, rows, arms, base, seeds, notes, references)
     print(text, flush=True)
     print(f"wrote {FLAGS.output_dir}/table3.md, table3.csv, table3_arms.csv"
           + (", table3.png" if drawn else " (no table3.png: pip install matplotlib)"),

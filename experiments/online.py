@@ -161,12 +161,14 @@ def load_model(model_dir: str):
     return model
 
 
-def logging_arm(epsilon: float):
+def logging_arm(epsilon: float, quotas: bool = True):
     """The dataset's own policy (supervised LR + channel quotas, refit daily on what it
-    served), with exploration `epsilon`: 0 is the paper's online base model."""
+    served), with exploration `epsilon`: 0 is the paper's online base model. quotas=False
+    ranks by the LR alone, the CTR-only ranker that homogenises a feed."""
     def act(req, policy, rng, history):
         del history
-        return policy.act(req.user_fields, req.candidates, req.candidate_age, epsilon, rng)
+        return policy.act(req.user_fields, req.candidates, req.candidate_age, epsilon, rng,
+                          quotas=quotas)
     return act
 
 

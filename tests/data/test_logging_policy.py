@@ -75,6 +75,22 @@ def test_greedy_page_respects_quotas_and_orders_by_predicted_ctr(setup):
         slates, np.take_along_axis(req.candidates.reshape(len(req), -1), order, 1))
 
 
+def test_without_quotas_the_page_is_the_top_of_all_channels_by_the_full_logit(setup):
+    world, req, policy = setup
+    slates, _ = policy.act(req.user_fields, req.candidates, req.candidate_age, 0.0,
+                           np.random.default_rng(0), quotas=False)
+    n, c, k = req.candidates.shape
+    # the full logit of every candidate: its within-channel score plus its channel's score
+    logit = (policy.model.rank_scores(req.user_fields, req.candidates, req.candidate_age)
+             + policy.model.channel_scores(req.user_fields)[:, :, None]).reshape(n, -1)
+    top = np.argsort(-logit, axis=1, kind="stable")[:, :CFG.list_size]
+    np.testing.assert_array_equal(
+        slates, np.take_along_axis(req.candidates.reshape(n, -1), top, 1))
+    counts = np.stack([np.bincount(world.items.channel[r], minlength=4) for r in slates])
+    quota = np.bincount(CFG.quota_channels(), minlength=4)
+    assert (counts != quota).any(axis=1).mean() > 0.5   # most pages leave the quota mix
+
+
 def test_uniform_policy_propensities():
     world = make_world(CFG)
     req = IRecSim(world).reset(np.arange(100))

@@ -45,24 +45,29 @@ def test_table_figures_by_hand(tmp_path):
     base = _arm(0.10, 3.0, 5.0, (0.3, 0.3, 0.2, 0.2))
     arms = {("hrl_rec", 0): _arm(0.11, 3.3, 4.0, (0.0, 0.2, 0.4, 0.4)),
             ("hrl_rec", 1): _arm(0.09, 3.0, 6.0, (0.1, 0.1, 0.4, 0.4))}
-    text, drawn = ab_test.write_table(str(tmp_path), settings, arms, base, [0, 1], ["a note"])
+    refs = [("lr_no_quotas", "LR alone", _arm(0.12, 2.7, 4.5, (0.1, 0.1, 0.4, 0.4)))]
+    text, drawn = ab_test.write_table(str(tmp_path), settings, arms, base, [0, 1], ["a note"],
+                                      refs)
     rows = text.splitlines()[2:]
     assert rows[0] == ("| base (LR + channel quotas, no exploration) | 0.1000 | 3.000 | 5.000 |"
                        "  |  |  | news 30%, article 30%, long_video 20%, short_video 20% |  |  |")
+    # one run: +20%, -10%, -10%, no spread
+    assert rows[1] == ("| LR alone | 0.1200 | 2.700 | 4.500 | 20.0% | -10.0% | -10.0% | news 10%, "
+                       "article 10%, long_video 40%, short_video 40% | 1 |  |")
     # CTR: +10% and -10% -> 0 ± 14.1; ACN: +10%, 0% -> +5 ± 7.1; AWT: -20%, +20% -> 0 ± 28.3.
-    assert rows[1] == ("| HRL-Rec | 0.1000 ± 0.0141 | 3.150 ± 0.212 | 5.000 ± 1.414 | "
+    assert rows[2] == ("| HRL-Rec | 0.1000 ± 0.0141 | 3.150 ± 0.212 | 5.000 ± 1.414 | "
                        "0.0 ± 14.1% | 5.0 ± 7.1% | 0.0 ± 28.3% | news 5%, article 15%, "
                        "long_video 40%, short_video 40% | 2 | +6.40% / +8.96% / +1.98% |")
     with open(tmp_path / "table3.csv") as f:
         table = list(csv.DictReader(f))
-    assert [r["setting"] for r in table] == ["base", "hrl_rec"]
-    assert float(table[1]["acn_vs_base_mean"]) == pytest.approx(0.05)
-    assert float(table[1]["share_news"]) == pytest.approx(0.05)
+    assert [r["setting"] for r in table] == ["base", "lr_no_quotas", "hrl_rec"]
+    assert float(table[2]["acn_vs_base_mean"]) == pytest.approx(0.05)
+    assert float(table[2]["share_news"]) == pytest.approx(0.05)
     with open(tmp_path / "table3_arms.csv") as f:
         runs = list(csv.DictReader(f))
-    assert [(r["arm"], r["seed"]) for r in runs] == [("base", ""), ("hrl_rec", "0"),
-                                                    ("hrl_rec", "1")]
-    assert json.loads(runs[1]["channel_share"]) == [0.0, 0.2, 0.4, 0.4]
+    assert [(r["arm"], r["seed"]) for r in runs] == [("base", ""), ("lr_no_quotas", ""),
+                                                    ("hrl_rec", "0"), ("hrl_rec", "1")]
+    assert json.loads(runs[2]["channel_share"]) == [0.0, 0.2, 0.4, 0.4]
     assert drawn and (tmp_path / "table3.png").read_bytes()[:4] == b"\x89PNG"
 
 
