@@ -54,9 +54,10 @@ def _free_matching(env, rows, hour, block=0):
     return candidates, env.candidate_age_buckets(hour, candidates)
 
 
-def _free_ranking(policy, user_fields, candidates, age, block=0):
-    """Each channel's first quota candidates, in channel order (no LR scores)."""
-    del user_fields, age, block
+def _free_ranking(policy, user_fields, candidates, age, block=0, quotas=True):
+    """Each channel's first quota candidates, in channel order (no LR scores; the dataset's
+    path, so always with the quotas)."""
+    del user_fields, age, block, quotas
     k = candidates.shape[2]
     picks = np.concatenate([c * k + np.arange(q) for c, q in enumerate(policy.quota)])
     return np.broadcast_to(picks, (len(candidates), len(picks)))
