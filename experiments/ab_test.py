@@ -207,6 +207,9 @@ def main(argv):
     ensure_dataset(FLAGS.data_dir, FLAGS.data_flagfile)
     cfg, world, metadata = online.load_world(FLAGS.data_dir)
     start = None if FLAGS.start_day < 0 else FLAGS.start_day
+    if start is not None and start >= cfg.n_days:
+        raise app.UsageError(f"--start_day={start}: {FLAGS.data_dir} has days 0-"
+                             f"{cfg.n_days - 1}")
     try:
         runs = grid.run_grid(settings, seeds, FLAGS.runs_dir, "ab_test: training")
     except grid.GridError as e:

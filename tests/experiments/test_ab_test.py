@@ -89,3 +89,9 @@ def test_cli_dry_run_and_bad_flags():
     assert bad.returncode != 0 and "--item_scores: unknown ['ctr']" in bad.stderr
     bad = _cli("--settings=dqn", "--dry_run")
     assert bad.returncode != 0 and "--settings: unknown ['dqn']" in bad.stderr
+
+
+def test_a_start_day_past_the_data_is_named(sim_data, tmp_path):
+    bad = _cli(f"--data_dir={sim_data}", "--start_day=9", f"--runs_dir={tmp_path}")
+    assert bad.returncode != 0 and f"--start_day=9: {sim_data} has days 0-3" in bad.stderr
+    assert not list(tmp_path.iterdir())                  # nothing trained
