@@ -125,6 +125,18 @@ def test_click_scoring_picks_the_item_of_highest_f_in_the_channel():
     assert (picks != _reference_slate(model, request)[0]).any()   # the two scores differ here
 
 
+def test_a_position_biased_click_model_serves_with_the_slot_bias_in_ctr():
+    model = tiny_model(click_position_bias=True)
+    model.click.b_slot.assign(np.linspace(-1.0, 1.0, 10))
+    request = _request(seed=4)
+    picks, f = _reference_slate(model, request, item_score="click")
+    out = SlatePolicy(model, 10, item_score="click")(request)
+    np.testing.assert_array_equal(out["index"].numpy(), picks)   # b_k shifts every item alike
+    # f by hand plus slot t's bias b_t, as Eq. 16 with the position term gives it
+    logit = np.log(f / (1 - f)) + np.linspace(-1.0, 1.0, 10)
+    np.testing.assert_allclose(out["ctr"].numpy(), 1 / (1 + np.exp(-logit)), rtol=1e-5)
+
+
 def test_epsilon_and_item_score_are_checked():
     with pytest.raises(ValueError, match="epsilon must be in"):
         SlatePolicy(tiny_model(), 10, epsilon=1.5)
