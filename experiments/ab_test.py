@@ -184,11 +184,9 @@ def write_table(output_dir, rows: list[Row], arms, base, seeds, notes, reference
 def main(argv):
     del argv
     try:
-        seeds = [int(s) for s in FLAGS.seeds]
-    except ValueError:
-        raise app.UsageError(f"--seeds={','.join(FLAGS.seeds)}: expected integers") from None
-    if not seeds:
-        raise app.UsageError("--seeds: at least one seed")
+        seeds = grid.parse_seeds(FLAGS.seeds)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
     if not 0.0 <= FLAGS.epsilon <= 1.0:
         raise app.UsageError(f"--epsilon={FLAGS.epsilon}: expected a value in [0, 1]")
     try:
@@ -198,9 +196,7 @@ def main(argv):
     except ValueError as e:
         raise app.UsageError(str(e)) from None
     if FLAGS.dry_run:
-        for seed in seeds:
-            for s in settings:
-                print(" ".join(grid.command(s, seed, grid.job_dir(FLAGS.runs_dir, s, seed))))
+        grid.print_commands(settings, seeds, FLAGS.runs_dir)
         return
     from experiments import online
     from hrl_rec.train import ensure_dataset

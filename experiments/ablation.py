@@ -139,11 +139,9 @@ def write_table(output_dir: str, settings, results: dict, seeds: list[int], note
 def main(argv):
     del argv
     try:
-        seeds = [int(s) for s in FLAGS.seeds]
-    except ValueError:
-        raise app.UsageError(f"--seeds={','.join(FLAGS.seeds)}: expected integers") from None
-    if not seeds:
-        raise app.UsageError("--seeds: at least one seed")
+        seeds = grid.parse_seeds(FLAGS.seeds)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
     try:
         settings = grid_settings(FLAGS.settings, FLAGS.data_dir, FLAGS.data_flagfile,
                                  FLAGS.hrl_flagfile, FLAGS.hrl_flag, FLAGS.lr_flagfile,
@@ -151,9 +149,7 @@ def main(argv):
     except ValueError as e:
         raise app.UsageError(str(e)) from None
     if FLAGS.dry_run:
-        for seed in seeds:
-            for s in settings:
-                print(" ".join(grid.command(s, seed, grid.job_dir(FLAGS.runs_dir, s, seed))))
+        grid.print_commands(settings, seeds, FLAGS.runs_dir)
         return
     from hrl_rec.train import ensure_dataset  # TensorFlow: not needed for a dry run
     ensure_dataset(FLAGS.data_dir, FLAGS.data_flagfile)

@@ -33,6 +33,24 @@ class GridError(RuntimeError):
     pass
 
 
+def parse_seeds(values: list[str]) -> list[int]:
+    """--seeds as integers; ValueError naming the flag."""
+    try:
+        seeds = [int(s) for s in values]
+    except ValueError:
+        raise ValueError(f"--seeds={','.join(values)}: expected integers") from None
+    if not seeds:
+        raise ValueError("--seeds: at least one seed")
+    return seeds
+
+
+def print_commands(settings: list[Setting], seeds: list[int], runs_dir: str) -> None:
+    """A dry run: each job's command, in the order run_grid runs them."""
+    for seed in seeds:
+        for s in settings:
+            print(" ".join(command(s, seed, job_dir(runs_dir, s, seed))))
+
+
 def job_dir(runs_dir: str, setting: Setting, seed: int) -> str:
     return os.path.join(runs_dir, f"{setting.name}__{seed}")
 

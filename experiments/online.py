@@ -26,9 +26,8 @@ import numpy as np
 from data.generate import simulate_shard
 from data.sim_config import CHANNELS, CONTEXT_FIELDS, SimConfig
 from data.sim_world import World, make_world
+from hrl_rec.policy import WINDOW_PARTS
 
-WINDOW_PARTS = ("item_id", "channel", "slot", "item_fields", "tags", "context", "feedback",
-                "mask")
 
 
 def load_world(data_dir: str) -> tuple[SimConfig, World, dict]:

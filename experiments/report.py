@@ -74,6 +74,24 @@ def write_csv(path: str, header: list[str], rows: list[list]) -> None:
     write_atomic(path, out.getvalue())
 
 
+def _pyplot():
+    """matplotlib.pyplot without a display, or None when matplotlib is not installed."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def _save_png(plt, fig, path: str) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    write_atomic(path, buf.getvalue())
+
+
 def write_interval_chart(path: str, title: str, labels: list[str], stats: list[Stat],
                          xlabel: str, reference: tuple[str, float] | None = None,
                          span: float = 0.05) -> list[str] | None:
@@ -82,11 +100,8 @@ def write_interval_chart(path: str, title: str, labels: list[str], stats: list[S
     more than `span` from the median mean are written as text at the edge, so that one collapsed
     setting does not flatten the others. -> the labels written off scale, or None (and nothing
     written) when matplotlib is not installed."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = _pyplot()
+    if plt is None:
         return None
     means = np.array([s.mean for s in stats])
     errs = np.nan_to_num([s.std for s in stats])
@@ -119,10 +134,7 @@ def write_interval_chart(path: str, title: str, labels: list[str], stats: list[S
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    write_atomic(path, buf.getvalue())
+    _save_png(plt, fig, path)
     return off
 
 
@@ -140,11 +152,8 @@ class Panel:
 def write_sweep_chart(path: str, title: str, panels: list[Panel], ylabel: str) -> bool:
     """Panels side by side: each seed's value (grey dots) and the mean ± std (black line) at each
     x. -> whether it was written (False: matplotlib is not installed)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = _pyplot()
+    if plt is None:
         return False
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
     for ax, p in zip(axes[0], panels):
@@ -165,8 +174,5 @@ def write_sweep_chart(path: str, title: str, panels: list[Panel], ylabel: str) -
         ax.legend(loc="best", fontsize="small")
     fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    write_atomic(path, buf.getvalue())
+    _save_png(plt, fig, path)
     return True

@@ -171,11 +171,9 @@ def write_figure(output_dir: str, points, results: dict, seeds: list[int], notes
 def main(argv):
     del argv
     try:
-        seeds = [int(s) for s in FLAGS.seeds]
-    except ValueError:
-        raise app.UsageError(f"--seeds={','.join(FLAGS.seeds)}: expected integers") from None
-    if not seeds:
-        raise app.UsageError("--seeds: at least one seed")
+        seeds = grid.parse_seeds(FLAGS.seeds)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
     try:
         values = {"gamma": parse_values(FLAGS.gamma_values, SWEEPS[0]),
                   "max_seq_len": parse_values(FLAGS.seq_lens, SWEEPS[1])}
@@ -187,9 +185,7 @@ def main(argv):
     points = sweep_points(values, bases, common)
     settings = unique_settings(points)
     if FLAGS.dry_run:
-        for seed in seeds:
-            for s in settings:
-                print(" ".join(grid.command(s, seed, grid.job_dir(FLAGS.runs_dir, s, seed))))
+        grid.print_commands(settings, seeds, FLAGS.runs_dir)
         return
     if not FLAGS.report_only:
         from hrl_rec.train import ensure_dataset  # TensorFlow: not needed for a dry run
