@@ -26,6 +26,17 @@ def test_settings_share_the_commands_of_the_other_grids():
         ab_test.grid_settings(["dqn"], "D", "D.flags", "h.flags", [])
 
 
+def test_ddpg_hierarchical_is_table_4s_run_without_l_c_served_by_the_cosine_only():
+    from experiments import ablation
+    ours = ab_test.grid_settings(["no_click_loss"], "D", "D.flags", "h.flags", [])
+    theirs = [s for s in ablation.grid_settings(["no_click_loss"], "D", "D.flags", "h.flags", [],
+                                                "lr.flags", []) if s.name == "no_click_loss"]
+    assert [(s.name, s.args) for s in ours] == [(s.name, s.args) for s in theirs]
+    rows = ab_test.table_rows(ours, ["cosine", "click"])
+    assert [(r.name, r.item_score) for r in rows] == [("no_click_loss", "cosine")]
+    assert rows[0].label.startswith("DDPG (hierarchical)")
+
+
 def test_rows_serve_each_setting_by_each_item_score():
     settings = ab_test.grid_settings(["hrl_rec", "critic_bilinear"], "D", "D.flags", "h.flags",
                                      [])
@@ -57,10 +68,13 @@ def test_table_figures_by_hand(tmp_path):
     # CTR: +10% and -10% -> 0 ± 14.1; ACN: +10%, 0% -> +5 ± 7.1; AWT: -20%, +20% -> 0 ± 28.3.
     assert rows[2] == ("| HRL-Rec | 0.1000 ± 0.0141 | 3.150 ± 0.212 | 5.000 ± 1.414 | "
                        "0.0 ± 14.1% | 5.0 ± 7.1% | 0.0 ± 28.3% | news 5%, article 15%, "
-                       "long_video 40%, short_video 40% | 2 | +6.40% / +8.96% / +1.98% |")
+                       "long_video 40%, short_video 40% | 2 | +6.34% / +11.67% |")
     with open(tmp_path / "table3.csv") as f:
         table = list(csv.DictReader(f))
     assert [r["setting"] for r in table] == ["base", "lr_no_quotas", "hrl_rec"]
+    assert all(None not in r and "" not in r.keys() for r in table)  # rows as long as the header
+    assert (table[2]["paper_ctr"], table[2]["paper_acn"], table[1]["paper_ctr"]) == (
+        "6.34", "11.67", "")
     assert float(table[2]["acn_vs_base_mean"]) == pytest.approx(0.05)
     assert float(table[2]["share_news"]) == pytest.approx(0.05)
     with open(tmp_path / "table3_arms.csv") as f:
