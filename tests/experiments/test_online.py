@@ -138,3 +138,13 @@ def test_the_world_is_checked_against_the_dataset(sim_data, tmp_path):
     (copy / "metadata.json").write_text(json.dumps({**meta, "source": "mind"}))
     with pytest.raises(ValueError, match=r"source 'mind'; online experiments need"):
         online.load_world(str(copy))
+
+
+def test_load_model_names_a_missing_file_and_a_model_of_another_kind(tmp_path):
+    import keras
+    with pytest.raises(FileNotFoundError, match=r"nope/model.keras not found: train the model"):
+        online.load_model(str(tmp_path / "nope"))
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    other.save(tmp_path / "model.keras")
+    with pytest.raises(ValueError, match=r"model.keras holds a Sequential, not an HRL-Rec model"):
+        online.load_model(str(tmp_path))
