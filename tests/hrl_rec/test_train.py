@@ -8,8 +8,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
 
-from hrl_rec.config import HRLConfig
+from data import config_flags
+
+from hrl_rec.config import HRLConfig, validate
 from hrl_rec.runner import Runner, RunSettings, evaluate
 from tests.conftest import REPO
 from tests.hrl_rec.helpers import TINY, list_batch, tiny_model
@@ -44,11 +47,21 @@ def test_train_cli_end_to_end(sim_data, tmp_path):
 
 
 def test_flag_errors_name_the_flag(sim_data, tmp_path):
+    # One run of the CLI: a bad value stops it with the message, before any training.
+    done = _run([f"--data_dir={sim_data}", f"--model_dir={tmp_path / 'x'}", "--target_q=triple"])
+    assert done.returncode != 0 and "--target_q=triple: expected one of" in done.stderr, \
+        done.stderr[-2000:]
+    assert not (tmp_path / "x").exists()
+    # The same checks in this process, on the flags the CLI defines from HRLConfig.
     for flag, message in (("--target_q=triple", "--target_q=triple: expected one of"),
-                          ("--reward_click=1,1", "--reward_click=(1.0, 1.0): expected 4 values"),
+                          ("--reward_click=1,1", r"--reward_click=\(1.0, 1.0\): expected 4 "
+                                                 "values"),
                           ("--reward_time=a,b", "--reward_time=a,b: expected comma-separated")):
-        done = _run([f"--data_dir={sim_data}", f"--model_dir={tmp_path / 'x'}", flag])
-        assert done.returncode != 0 and message in done.stderr, done.stderr[-2000:]
+        values = flags.FlagValues()
+        config_flags.define_flags(HRLConfig, values)
+        values(["prog", flag])
+        with pytest.raises((ValueError, flags.ValidationError), match=message):
+            validate(config_flags.from_flags(HRLConfig, values), 4)
 
 
 def _settings(sim_data, model_dir, **kw):
