@@ -73,6 +73,12 @@ class Learner:
         self.step_on = tf.function(self._step_on)   # next(iterator) in graph: parameter servers
         self.predict = tf.function(self._predict, reduce_retracing=True)
 
+    def checkpointed(self) -> dict:
+        """What a checkpoint holds of the learner (the runner adds its epoch counters)."""
+        return {"model": self.model, "target": self.target, "step": self.step,
+                "critic_optimizer": self.critic_optimizer,
+                "actor_optimizer": self.actor_optimizer}
+
     # -- pieces, each testable ---------------------------------------------------------------
     def rewards(self, batch):
         """(r^l, r^h, components) at the S slots, [B, S], [B, S], [B, S, 4]."""

@@ -134,19 +134,7 @@ class SlatePolicy:
                 greedy = _masked_argmax(f_all, in_channel)
             else:
                 greedy = _masked_argmax(sim_high, in_channel)
-            count = tf.reduce_sum(tf.cast(available, tf.float32), axis=1)
-            pick, explore = greedy, tf.zeros([b], tf.bool)
-            prob = tf.ones([b])
-            if self.epsilon > 0:
-                step_seed = seed + [0, t]
-                explore = tf.random.stateless_uniform([b], step_seed) < self.epsilon
-                gumbel = -tf.math.log(-tf.math.log(tf.random.stateless_uniform(
-                    [b, n], step_seed + [1, 0], minval=1e-9, maxval=1.0)))
-                uniform = _masked_argmax(gumbel, available)
-                pick = tf.where(explore, uniform, greedy)
-                prob = (1.0 - self.epsilon) * tf.cast(pick == greedy, tf.float32) + (
-                    self.epsilon / tf.maximum(count, 1.0))
-            any_left = count > 0
+            pick, explore, prob, any_left = self._explore(greedy, available, seed + [0, t])
             item = tf.gather(request["cand_item_id"], pick, batch_dims=1)
             # an item listed twice among the candidates is still shown once
             available &= ~(tf.equal(request["cand_item_id"], item[:, None]) & any_left[:, None])
@@ -162,6 +150,23 @@ class SlatePolicy:
             window = self._place(window, request, pick, t, any_left)
         self.seed.assign_add(1)
         return {k: tf.stack(v, axis=1) for k, v in outputs.items()}
+
+    def _explore(self, greedy, available, step_seed):
+        """Sec. 3.5's epsilon-greedy step over the available candidates [B, N] -> (pick,
+        explored, propensity, any candidate left), all [B]."""
+        b, n = tf.shape(available)[0], tf.shape(available)[1]
+        count = tf.reduce_sum(tf.cast(available, tf.float32), axis=1)
+        pick, explore = greedy, tf.zeros([b], tf.bool)
+        prob = tf.ones([b])
+        if self.epsilon > 0:
+            explore = tf.random.stateless_uniform([b], step_seed) < self.epsilon
+            gumbel = -tf.math.log(-tf.math.log(tf.random.stateless_uniform(
+                [b, n], step_seed + [1, 0], minval=1e-9, maxval=1.0)))
+            uniform = _masked_argmax(gumbel, available)
+            pick = tf.where(explore, uniform, greedy)
+            prob = (1.0 - self.epsilon) * tf.cast(pick == greedy, tf.float32) + (
+                self.epsilon / tf.maximum(count, 1.0))
+        return pick, explore, prob, count > 0
 
     def _place(self, window, request, pick, t, any_left):
         """Writes the picked candidate into window position m + t (feedback unknown)."""

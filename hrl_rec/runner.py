@@ -105,16 +105,13 @@ class Runner:
             run.model_dir, "workers", f"{kind}-{index}")
         keras.utils.set_random_seed(run.seed)
         with self.strategy.scope():
-            self.model = build_model(self.meta["spec"], cfg)
-            self.learner = Learner(self.model, target_copy(self.model), cfg, seed=run.seed)
+            self.model, self.learner = self.build(self.meta["spec"], cfg, run.seed)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.epoch_start_step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.best_auc = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
         self.best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.checkpoint = tf.train.Checkpoint(
-            model=self.model, target=self.learner.target, step=self.learner.step,
-            critic_optimizer=self.learner.critic_optimizer,
-            actor_optimizer=self.learner.actor_optimizer, epoch=self.epoch,
+            **self.learner.checkpointed(), epoch=self.epoch,
             epoch_start_step=self.epoch_start_step, best_auc=self.best_auc,
             best_epoch=self.best_epoch)
         self.manager = tf.train.CheckpointManager(self.checkpoint,
@@ -125,6 +122,15 @@ class Runner:
         if run.strategy == "parameter_server":
             self.coordinator = tf.distribute.coordinator.ClusterCoordinator(self.strategy)
         self._worker_batches = None
+
+    def build(self, spec: dict, cfg, seed: int):
+        """-> (model, learner). Another agent (baselines/dqn_train.py) overrides this and
+        `evaluate`; its learner has train_step, step, target, m and checkpointed()."""
+        model = build_model(spec, cfg)
+        return model, Learner(model, target_copy(model), cfg, seed=seed)
+
+    def evaluate(self, ds) -> dict:
+        return evaluate(self.learner, ds, self.run_settings.eval_score)
 
     @property
     def step(self) -> int:
@@ -275,8 +281,10 @@ class Runner:
         if metrics is not None and (step % self.run_settings.log_every == 0 or step == 1):
             metrics = {k: v for k, v in metrics.items() if k != "data/transitions"}
             self._log(metrics, step)
-            progress.update(1, extra=f"loss {float(metrics['loss/total']):.4f} click "
-                            f"{float(metrics['loss/click']):.4f}")
+            extra = f"loss {float(metrics['loss/total']):.4f}"
+            if "loss/click" in metrics:
+                extra += f" click {float(metrics['loss/click']):.4f}"
+            progress.update(1, extra=extra)
         else:
             progress.update(1)
         if step % self.run_settings.checkpoint_every == 0:
@@ -286,14 +294,17 @@ class Runner:
 
     def _end_epoch(self, epoch: int) -> bool:
         """Validation AUC, best weights, early stopping; -> whether to stop."""
-        valid = evaluate(self.learner, self.valid_data(), self.run_settings.eval_score)
+        valid = self.evaluate(self.valid_data())
         valid["auc"] = distribute.agree(self.strategy, valid["auc"])
         step = self.step
         with self.writer.as_default(step=step):
             tf.summary.scalar("eval/valid_auc", valid["auc"])
-            tf.summary.scalar("eval/valid_logloss", valid["logloss"])
-        print(f"epoch {epoch + 1}: valid auc {valid['auc']:.4f} (click {valid['auc_click']:.4f}, "
-              f"cosine {valid['auc_cosine']:.4f}) logloss {valid['logloss']:.4f}", flush=True)
+            if "logloss" in valid:
+                tf.summary.scalar("eval/valid_logloss", valid["logloss"])
+        scores = ", ".join(f"{k[4:]} {v:.4f}" for k, v in valid.items() if k.startswith("auc_"))
+        print(f"epoch {epoch + 1}: valid auc {valid['auc']:.4f}"
+              + (f" ({scores})" if scores else "")
+              + (f" logloss {valid['logloss']:.4f}" if "logloss" in valid else ""), flush=True)
         if valid["auc"] > float(self.best_auc):
             self.best_auc.assign(valid["auc"])
             self.best_epoch.assign(epoch + 1)
@@ -316,13 +327,12 @@ class Runner:
             return {**train_stats, "steps": self.step}
         if os.path.exists(self.best_path):
             self.model.load_weights(self.best_path)
-        test = evaluate(self.learner, self.test_data(), self.run_settings.eval_score)
+        test = self.evaluate(self.test_data())
         step = self.step
         with self.writer.as_default(step=step):
-            tf.summary.scalar("eval/auc", test["auc"])
-            tf.summary.scalar("eval/logloss", test["logloss"])
-            tf.summary.scalar("eval/auc_click", test["auc_click"])
-            tf.summary.scalar("eval/auc_cosine", test["auc_cosine"])
+            for key in ("auc", "logloss", "auc_click", "auc_cosine"):
+                if key in test:
+                    tf.summary.scalar(f"eval/{key}", test[key])
         self.writer.flush()
         report = {**test, "valid_auc": float(self.best_auc), "best_epoch": int(self.best_epoch),
                   "steps": step, **train_stats, "strategy": self.run_settings.strategy,
@@ -337,10 +347,10 @@ class Runner:
 
 
 def run(cfg: HRLConfig, settings: RunSettings, flags_record: dict | None = None,
-        strategy: tf.distribute.Strategy | None = None) -> dict:
+        strategy: tf.distribute.Strategy | None = None, runner_class=None) -> dict:
     start = time.monotonic()
     os.makedirs(settings.model_dir, exist_ok=True)
-    runner = Runner(cfg, settings, flags_record, strategy)
+    runner = (runner_class or Runner)(cfg, settings, flags_record, strategy)
     stats = runner.train()
     report = runner.finish(stats, time.monotonic() - start)
     keys = ("auc", "auc_click", "auc_cosine", "logloss", "oracle_auc", "valid_auc", "steps", "transitions_per_s")

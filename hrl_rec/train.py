@@ -19,17 +19,14 @@ from absl import app, flags, logging
 FLAGS = flags.FLAGS
 
 
-def define_flags() -> None:
-    from data.config_flags import define_flags as define_config_flags
-    from hrl_rec.config import HRLConfig
-    from hrl_rec import runner
-    from hrl_rec.distribute import STRATEGIES
+def define_run_flags(experiment: str) -> None:
+    """The flags of a training run that every agent's trainer shares (baselines/dqn_train.py)."""
     flags.DEFINE_string("data_dir", "datasets/sim_small", "Dataset folder (generated if missing).")
     flags.DEFINE_string("data_flagfile", "configs/sim_small.flags",
                         "data.generate preset used when --data_dir holds no dataset.")
     flags.DEFINE_string("model_dir", None, "Run folder; default runs/{experiment}__{seed}__{time}."
                         " An existing one is resumed from its last checkpoint.")
-    flags.DEFINE_string("experiment", "hrl_rec", "Run name prefix (for the default model_dir).")
+    flags.DEFINE_string("experiment", experiment, "Run name prefix (for the default model_dir).")
     flags.DEFINE_integer("epochs", 3, "Maximum passes over the training lists.")
     flags.DEFINE_integer("max_steps", 0, "Stop after this many train steps in total (0: epochs "
                          "only).")
@@ -40,12 +37,20 @@ def define_flags() -> None:
     flags.DEFINE_integer("log_every", 20, "Steps between TensorBoard summaries.")
     flags.DEFINE_integer("checkpoint_every", 200, "Steps between checkpoints.")
     flags.DEFINE_integer("eval_batch_size", 512, "Lists per evaluation batch.")
+    flags.DEFINE_boolean("validate_data", True, "Check every record against the schema first.")
+
+
+def define_flags() -> None:
+    from data.config_flags import define_flags as define_config_flags
+    from hrl_rec.config import HRLConfig
+    from hrl_rec import runner
+    from hrl_rec.distribute import STRATEGIES
+    define_run_flags("hrl_rec")
     flags.DEFINE_enum("eval_score", "click", list(runner.EVAL_SCORES),
                       "The score whose validation AUC picks the best epoch and whose test AUC "
                       "is eval.json's `auc`: click = f(a_t, d_t) of Eq. 16; cosine = "
                       "cos(a^h_t, d_t), the score the HRA serves by (Table 4's w/o L_c, where f "
                       "is never trained). eval.json has both as auc_click and auc_cosine.")
-    flags.DEFINE_boolean("validate_data", True, "Check every record against the schema first.")
     flags.DEFINE_enum("strategy", "default", list(STRATEGIES),
                       "tf.distribute strategy (hrl_rec/distribute.py; README 'Training on a "
                       "cluster'): multi_worker and parameter_server read TF_CONFIG.")
@@ -57,6 +62,27 @@ def define_flags() -> None:
     flags.DEFINE_integer("dataset_wait_s", 3600, "multi_worker: how long a non-chief worker "
                          "waits for the chief to generate a missing dataset.")
     define_config_flags(HRLConfig)
+
+
+def validate_dataset() -> None:
+    """--validate_data: every record of both splits against the schema."""
+    from data.pipeline import validate_split
+    if FLAGS.validate_data:
+        for split in ("train", "test"):
+            print(f"validated {validate_split(FLAGS.data_dir, split)} {split} impressions",
+                  flush=True)
+
+
+def run_settings(**extra):
+    """The run's RunSettings from the shared run flags (define_run_flags) and `extra`."""
+    from hrl_rec import runner
+    model_dir = FLAGS.model_dir or os.path.join(
+        "runs", f"{FLAGS.experiment}__{FLAGS.seed}__{int(time.time())}")
+    return runner.RunSettings(
+        data_dir=FLAGS.data_dir, model_dir=model_dir, epochs=FLAGS.epochs,
+        max_steps=FLAGS.max_steps, patience=FLAGS.patience, valid_days=FLAGS.valid_days,
+        seed=FLAGS.seed, log_every=FLAGS.log_every, checkpoint_every=FLAGS.checkpoint_every,
+        eval_batch_size=FLAGS.eval_batch_size, **extra)
 
 
 def ensure_dataset(data_dir: str, data_flagfile: str) -> None:
@@ -122,7 +148,7 @@ def check_strategy_flags(strategy: str, cpu_replicas: int, model_dir: str | None
 def main(argv):
     del argv
     from data.config_flags import from_flags
-    from data.pipeline import load_metadata, validate_split
+    from data.pipeline import load_metadata
     from hrl_rec import config, distribute, runner
     cfg = from_flags(config.HRLConfig)
     strategy = make_strategy()
@@ -136,27 +162,18 @@ def main(argv):
         config.validate(cfg, len(load_metadata(FLAGS.data_dir)["spec"]["channel_names"]))
     except ValueError as e:
         raise app.UsageError(str(e)) from None
-    if FLAGS.validate_data:
-        for split in ("train", "test"):
-            print(f"validated {validate_split(FLAGS.data_dir, split)} {split} impressions",
-                  flush=True)
-    model_dir = FLAGS.model_dir or os.path.join(
-        "runs", f"{FLAGS.experiment}__{FLAGS.seed}__{int(time.time())}")
-    settings = runner.RunSettings(
-        data_dir=FLAGS.data_dir, model_dir=model_dir, epochs=FLAGS.epochs,
-        max_steps=FLAGS.max_steps, patience=FLAGS.patience, valid_days=FLAGS.valid_days,
-        seed=FLAGS.seed, log_every=FLAGS.log_every, checkpoint_every=FLAGS.checkpoint_every,
-        eval_batch_size=FLAGS.eval_batch_size, eval_score=FLAGS.eval_score,
-        strategy=FLAGS.strategy)
-    record = {name: FLAGS[name].value for name in RUN_FLAGS + [
+    validate_dataset()
+    settings = run_settings(eval_score=FLAGS.eval_score, strategy=FLAGS.strategy)
+    record = {name: FLAGS[name].value for name in RUN_FLAGS + HRL_RUN_FLAGS + [
         f.name for f in dataclasses.fields(config.HRLConfig)]}
-    print(f"training HRL-Rec into {model_dir}", flush=True)
+    print(f"training HRL-Rec into {settings.model_dir}", flush=True)
     runner.run(cfg, settings, record, strategy)
 
 
 RUN_FLAGS = ["data_dir", "data_flagfile", "model_dir", "experiment", "epochs", "max_steps",
              "patience", "valid_days", "seed", "log_every", "checkpoint_every",
-             "eval_batch_size", "eval_score", "validate_data", "strategy", "cpu_replicas"]
+             "eval_batch_size", "validate_data"]
+HRL_RUN_FLAGS = ["eval_score", "strategy", "cpu_replicas"]
 
 if __name__ == "__main__":
     define_flags()
