@@ -147,16 +147,18 @@ class OnlineMetrics:
 
 
 def load_model(model_dir: str):
-    """The HRLRec model a hrl_rec.train run saved in `model_dir` (model.keras)."""
+    """The model a hrl_rec.train or baselines.dqn_train run saved in `model_dir` (model.keras):
+    an HRLRec or a QNetwork."""
     import keras
 
-    from hrl_rec.model import HRLRec  # importing it registers the layers for loading
+    from baselines.dqn import QNetwork  # importing them registers the layers for loading
+    from hrl_rec.model import HRLRec
     path = os.path.join(model_dir, "model.keras")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: train the model first (hrl_rec.train)")
     model = keras.models.load_model(path)
-    if not isinstance(model, HRLRec):
-        raise ValueError(f"{path} holds a {type(model).__name__}, not an HRL-Rec model")
+    if not isinstance(model, (HRLRec, QNetwork)):
+        raise ValueError(f"{path} holds a {type(model).__name__}, not an HRL-Rec or DQN model")
     return model
 
 
@@ -173,13 +175,21 @@ def logging_arm(epsilon: float, quotas: bool = True):
 
 def model_arm(model, world: World, epsilon: float = 0.0, seed: int = 0,
               item_score: str = "cosine"):
-    """HRL-Rec (hrl_rec.policy.SlatePolicy) serving from the env's candidates; epsilon > 0 is
-    Sec. 3.5's online exploration, item_score the HRA's item choice (cosine or click)."""
+    """HRL-Rec (hrl_rec.policy.SlatePolicy) or a DQN (baselines.dqn_policy.QSlatePolicy)
+    serving from the env's candidates; epsilon > 0 is Sec. 3.5's online exploration, item_score
+    the HRA's item choice (cosine or click; HRL-Rec only)."""
     import tensorflow as tf
 
+    from baselines.dqn import QNetwork
+    from baselines.dqn_policy import QSlatePolicy
     from hrl_rec.export import request_signature
     from hrl_rec.policy import SlatePolicy
-    slate_policy = SlatePolicy(model, world.config.list_size, epsilon, seed, item_score)
+    if isinstance(model, QNetwork):
+        if item_score != "cosine":
+            raise ValueError(f"item_score={item_score!r}: a DQN serves by its Q only")
+        slate_policy = QSlatePolicy(model, world.config.list_size, epsilon, seed)
+    else:
+        slate_policy = SlatePolicy(model, world.config.list_size, epsilon, seed, item_score)
     # one trace for every batch size (the number of requests changes at every step)
     signature = {s.name: s for s in request_signature(model.spec, model.max_seq_len)}
     slate = tf.function(slate_policy.slate, input_signature=[signature])

@@ -123,6 +123,18 @@ def test_a_model_arm_serves_the_candidates_under_the_channel_constraint(sim):
     assert all(len(set(row)) == 10 for row in slates)
 
 
+def test_a_dqn_arm_serves_items_of_every_channel(sim):
+    from baselines.dqn import QNetwork
+    cfg, world, metadata = sim
+    net = QNetwork(metadata["spec"], encoder="gru", dueling=True, **TINY)
+    with pytest.raises(ValueError, match=r"item_score='click': a DQN serves by its Q only"):
+        online.model_arm(net, world, item_score="click")
+    report = online.run_arm(cfg, world, metadata["shards"], online.model_arm(net, world),
+                            m=TINY["max_seq_len"])
+    assert report["impressions"] == 10 * report["requests"] > 0
+    assert sum(report["channel_share"]) == pytest.approx(1.0)
+
+
 def test_the_world_is_checked_against_the_dataset(sim_data, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nope/metadata.json not found"):
         online.load_world(str(tmp_path / "nope"))
@@ -146,5 +158,5 @@ def test_load_model_names_a_missing_file_and_a_model_of_another_kind(tmp_path):
         online.load_model(str(tmp_path / "nope"))
     other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     other.save(tmp_path / "model.keras")
-    with pytest.raises(ValueError, match=r"model.keras holds a Sequential, not an HRL-Rec model"):
+    with pytest.raises(ValueError, match=r"model.keras holds a Sequential, not an HRL-Rec or"):
         online.load_model(str(tmp_path))
