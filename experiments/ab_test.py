@@ -13,9 +13,9 @@ experiments/grid.py, so finished runs are reused), fixed during the test days, s
 cosine of a^h_t and the candidates (Sec. 3.5). Every seed's model is an arm; the table gives
 each metric's change over the base as mean ± std over seeds.
 
-"DDPG (hierarchical)" is HRL-Rec trained without L_c (--settings=no_click_loss), served by the
-cosine. The paper's other rows (DQN variants, flat DDPG) have no implementation here yet; the
-table says so.
+Rows (--settings): the DQN variants (baselines/dqn.py, trained by baselines.dqn_train at
+--dqn_flagfile), "DDPG (hierarchical)" = HRL-Rec trained without L_c (no_click_loss, served by the
+cosine), HRL-Rec. The paper's flat DDPG row has no implementation here yet; the table says so.
 Writes --output_dir/table3.md, table3.csv (per setting), table3_arms.csv (per arm, with channel
 shares per day) and table3.png.
 """
@@ -33,23 +33,30 @@ from data.sim_config import CHANNELS
 from experiments import grid, report
 
 FLAGS = flags.FLAGS
+HRL, DQN = "hrl_rec.train", "baselines.dqn_train"
 
-# (name, row label, hrl_rec.train flags on top of --hrl_flagfile)
+# (name, row label, trainer, its flags on top of --hrl_flagfile or --dqn_flagfile); the
+# paper's Table 3 order.
 SETTINGS = (
-    ("hrl_rec", "HRL-Rec", ()),
+    # Flat Q agents (baselines/dqn.py): each picks every slot's item from all channels.
+    ("dqn_lr", "DQN (LR)", DQN, ("--variant=dqn_lr",)),
+    ("dqn_gru", "DQN (GRU)", DQN, ("--variant=dqn_gru",)),
+    ("dd_dqn", "Double-Dueling DQN", DQN, ("--variant=dd_dqn",)),
     # The paper's "DDPG (hierarchical)": both agents and the diversity and novelty rewards, but
     # without the supervised click loss L_c, which "further improves" it into HRL-Rec (Sec. 4.5,
     # (2f) and (3)). The same command as Table 4's `no_click_loss`, so those runs serve here;
     # f (Eq. 16) is never trained, so it is served by the cosine only.
-    ("no_click_loss", "DDPG (hierarchical): HRL-Rec without L_c",
+    ("no_click_loss", "DDPG (hierarchical): HRL-Rec without L_c", HRL,
      ("--click_loss_weight=0", "--eval_score=cosine")),
+    ("hrl_rec", "HRL-Rec", HRL, ()),
     # a critic whose best action depends on the state (WORKSPACE.md, "The critic"): whether the
     # serving cosine then ranks items better online
-    ("critic_bilinear", "HRL-Rec, bilinear critic", ("--critic_bilinear=true",)),
+    ("critic_bilinear", "HRL-Rec, bilinear critic", HRL, ("--critic_bilinear=true",)),
 )
 # The paper's Table 3 over the base model, in percent (CTR, ACN). It gives AWT only as one
 # change between models: +1.98% "from DDPG to DDPG (hierarchical) and HRL-Rec".
-PAPER = {"hrl_rec": (6.34, 11.67), "no_click_loss": (6.07, 10.43)}
+PAPER = {"dqn_lr": (4.17, 3.72), "dqn_gru": (5.27, 4.77), "dd_dqn": (5.40, 5.41),
+         "no_click_loss": (6.07, 10.43), "hrl_rec": (6.34, 11.67)}
 METRICS = (("ctr", "CTR"), ("acn", "ACN"), ("awt", "AWT"))
 
 
@@ -62,16 +69,23 @@ class Row(NamedTuple):
 
 
 def table_rows(settings: list[grid.Setting], item_scores: list[str]) -> list[Row]:
-    """Each setting served by each item score, except f for a setting trained without L_c
-    (its f is the untrained initialisation)."""
+    """Each HRL-Rec setting served by each item score (except f for one trained without L_c:
+    its f is the untrained initialisation); a DQN setting once, by its Q."""
     from hrl_rec.config import ITEM_SCORES
     unknown = [x for x in item_scores if x not in ITEM_SCORES]
     if unknown or not item_scores:
         raise ValueError(f"--item_scores: unknown {unknown}; expected some of {ITEM_SCORES}")
-    return [Row(s.name if score == "cosine" else f"{s.name}+{score}",
-                s.label if score == "cosine" else f"{s.label}, items by f (Eq. 16)", s, score)
-            for s in settings for score in item_scores
-            if score == "cosine" or "--click_loss_weight=0" not in s.args]
+    rows = []
+    for s in settings:
+        if s.module != HRL:
+            rows.append(Row(s.name, s.label, s, "cosine"))
+            continue
+        rows += [Row(s.name if score == "cosine" else f"{s.name}+{score}",
+                     s.label if score == "cosine" else f"{s.label}, items by f (Eq. 16)", s,
+                     score)
+                 for score in item_scores
+                 if score == "cosine" or "--click_loss_weight=0" not in s.args]
+    return rows
 
 
 def define_flags() -> None:
@@ -82,6 +96,9 @@ def define_flags() -> None:
     flags.DEFINE_string("hrl_flagfile", "configs/quickstart.flags",
                         "hrl_rec.train flagfile of every HRL-Rec arm.")
     flags.DEFINE_multi_string("hrl_flag", [], "A flag added to every HRL-Rec run (repeatable).")
+    flags.DEFINE_string("dqn_flagfile", "configs/dqn.flags",
+                        "baselines.dqn_train flagfile of every DQN arm.")
+    flags.DEFINE_multi_string("dqn_flag", [], "A flag added to every DQN run (repeatable).")
     flags.DEFINE_list("settings", ["hrl_rec"], f"Rows, from {[s[0] for s in SETTINGS]}.")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds; each trained model is an arm.")
     flags.DEFINE_integer("start_day", -1, "First served day; -1 = the dataset's first test day.")
@@ -96,14 +113,25 @@ def define_flags() -> None:
     flags.DEFINE_boolean("dry_run", False, "Print the training commands, run nothing.")
 
 
-def grid_settings(names, data_dir, data_flagfile, hrl_flagfile, hrl_flags) -> list[grid.Setting]:
-    known = {name: (label, args) for name, label, args in SETTINGS}
+def grid_settings(names, data_dir, data_flagfile, hrl_flagfile, hrl_flags, dqn_flagfile="",
+                  dqn_flags=()) -> list[grid.Setting]:
+    """The chosen rows in the paper's order; HRL-Rec rows are hrl_rec.train at --hrl_flagfile,
+    DQN rows baselines.dqn_train at --dqn_flagfile."""
+    known = [name for name, _, _, _ in SETTINGS]
     unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise ValueError(f"--settings: unknown {unknown}; expected some of {list(known)}")
-    return [grid.Setting(name, label, "hrl_rec.train", grid.hrl_rec_args(
-        hrl_flagfile, data_dir, data_flagfile, (*hrl_flags, *args)))
-        for name, label, args in SETTINGS if name in names]
+        raise ValueError(f"--settings: unknown {unknown}; expected some of {known}")
+    rows = []
+    for name, label, module, args in SETTINGS:
+        if name not in names:
+            continue
+        if module == HRL:
+            rows.append(grid.Setting(name, label, module, grid.hrl_rec_args(
+                hrl_flagfile, data_dir, data_flagfile, (*hrl_flags, *args))))
+        else:
+            rows.append(grid.Setting(name, label, module, grid.hrl_rec_args(
+                dqn_flagfile, data_dir, data_flagfile, (*dqn_flags, *args))))
+    return rows
 
 
 def change(arm: dict, base: dict, key: str) -> float:
@@ -203,7 +231,8 @@ def main(argv):
         raise app.UsageError(f"--epsilon={FLAGS.epsilon}: expected a value in [0, 1]")
     try:
         settings = grid_settings(FLAGS.settings, FLAGS.data_dir, FLAGS.data_flagfile,
-                                 FLAGS.hrl_flagfile, FLAGS.hrl_flag)
+                                 FLAGS.hrl_flagfile, FLAGS.hrl_flag, FLAGS.dqn_flagfile,
+                                 FLAGS.dqn_flag)
         rows = table_rows(settings, FLAGS.item_scores)
     except ValueError as e:
         raise app.UsageError(str(e)) from None
@@ -250,13 +279,14 @@ def main(argv):
             model, world, FLAGS.epsilon, seed, row.item_score), model.max_seq_len)
     notes = [f"Data: `{FLAGS.data_dir}` (fingerprint `{metadata['fingerprint']}`): "
              f"{cfg.n_users} users; served days {base['days'][0]}-{base['days'][-1]} (the test "
-             f"days; earlier days replay the dataset). Models: `{FLAGS.hrl_flagfile}` "
-             f"{' '.join(FLAGS.hrl_flag)}, seeds {', '.join(map(str, seeds))}, epsilon "
+             f"days; earlier days replay the dataset). Models: HRL-Rec `{FLAGS.hrl_flagfile}` "
+             f"{' '.join(FLAGS.hrl_flag)}, DQN `{FLAGS.dqn_flagfile}` "
+             f"{' '.join(FLAGS.dqn_flag)}; seeds {', '.join(map(str, seeds))}, epsilon "
              f"{FLAGS.epsilon:g}.",
              "ACN = clicks per user of the population, AWT = distinct tags of clicked items per "
              "user; the changes are over the base arm, mean ± sample std over training seeds.",
              "The paper gives AWT only as +1.98% from DDPG to DDPG (hierarchical) and HRL-Rec. "
-             "Not built: its DQN (LR), DQN (GRU), Double-Dueling DQN and (flat) DDPG rows.",
+             "Not built: its (flat) DDPG row.",
              "Regenerate: `python -m experiments.ab_test --flagfile=configs/ab_test.flags`."]
     text, drawn = write_table(FLAGS.output_dir, rows, arms, base, seeds, notes, references)
     print(text, flush=True)

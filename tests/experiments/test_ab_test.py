@@ -26,6 +26,20 @@ def test_settings_share_the_commands_of_the_other_grids():
         ab_test.grid_settings(["dqn"], "D", "D.flags", "h.flags", [])
 
 
+def test_dqn_rows_train_with_their_flagfile_and_serve_once_by_q():
+    settings = ab_test.grid_settings(["hrl_rec", "dd_dqn", "dqn_lr"], "D", "D.flags", "h.flags",
+                                     ["--max_steps=5"], "q.flags", ["--epochs=1"])
+    assert [(s.name, s.module) for s in settings] == [
+        ("dqn_lr", "baselines.dqn_train"), ("dd_dqn", "baselines.dqn_train"),
+        ("hrl_rec", "hrl_rec.train")]
+    assert settings[1].args == ("--flagfile=q.flags", "--data_dir=D", "--data_flagfile=D.flags",
+                                "--epochs=1", "--variant=dd_dqn")
+    rows = ab_test.table_rows(settings, ["click"])
+    assert [(r.name, r.item_score) for r in rows] == [("dqn_lr", "cosine"), ("dd_dqn", "cosine"),
+                                                      ("hrl_rec+click", "click")]
+    assert rows[1].label == "Double-Dueling DQN"
+
+
 def test_ddpg_hierarchical_is_table_4s_run_without_l_c_served_by_the_cosine_only():
     from experiments import ablation
     ours = ab_test.grid_settings(["no_click_loss"], "D", "D.flags", "h.flags", [])
