@@ -107,10 +107,15 @@ def _cli(*args):
 def test_cli_dry_run_and_bad_flags():
     done = _cli("--flagfile=configs/ab_test.flags", "--seeds=2", "--dry_run")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.splitlines() == [  # one training run serves both item scores
-        f"{sys.executable} -m hrl_rec.train --flagfile=configs/quickstart.flags "
-        "--data_dir=datasets/sim_small --data_flagfile=configs/sim_small.flags --seed=2 "
-        "--model_dir=runs/ab_test/hrl_rec__2"]
+    data = "--data_dir=datasets/sim_small --data_flagfile=configs/sim_small.flags"
+    dqn = [f"{sys.executable} -m baselines.dqn_train --flagfile=configs/dqn.flags {data} "
+           f"--variant={v} --seed=2 --model_dir=runs/ab_test/{v}__2"
+           for v in ("dqn_lr", "dqn_gru", "dd_dqn")]
+    hrl = f"{sys.executable} -m hrl_rec.train --flagfile=configs/quickstart.flags {data}"
+    assert done.stdout.splitlines() == dqn + [  # one training run serves both item scores
+        f"{hrl} --click_loss_weight=0 --eval_score=cosine --seed=2 "
+        "--model_dir=runs/ab_test/no_click_loss__2",
+        f"{hrl} --seed=2 --model_dir=runs/ab_test/hrl_rec__2"]
     bad = _cli("--epsilon=2", "--dry_run")
     assert bad.returncode != 0 and "--epsilon=2.0: expected a value in [0, 1]" in bad.stderr
     bad = _cli("--item_scores=cosine,ctr", "--dry_run")

@@ -17,8 +17,8 @@ def test_the_cli_exports_a_saved_model_that_serves_the_same_slates(tmp_path):
     (tmp_path / "run").mkdir()
     model.save(tmp_path / "run" / "model.keras")
     request = request_from_lists(list_batch(b=3, k=3, seed=5), 4)
-    expected = SlatePolicy(model, 10, item_score="click")(request)
-    cosine = SlatePolicy(model, 10)(request)
+    expected = SlatePolicy(model, 10, item_score="click").slate(request)   # eager: no tracing
+    cosine = SlatePolicy(model, 10).slate(request)
     assert not np.array_equal(expected["index"].numpy(), cosine["index"].numpy())
     done = subprocess.run([sys.executable, "-m", "hrl_rec.export",
                            f"--model_dir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'x'}",
@@ -35,14 +35,14 @@ def test_the_cli_exports_a_saved_model_that_serves_the_same_slates(tmp_path):
                                    atol=1e-6)
     # one request alone (batch of 1) is served too
     one = {k: v[:1] for k, v in request.items()}
-    single = SlatePolicy(model, 10)(one)
+    single = SlatePolicy(model, 10).slate(one)
     np.testing.assert_array_equal(single["item_id"].numpy(), cosine["item_id"].numpy()[:1])
 
 
 def test_xla_compiled_server_gives_the_same_slates():
     model = tiny_model(state_window="prefix")
     request = request_from_lists(list_batch(b=3, k=3, seed=5), 4)
-    expected = SlatePolicy(model, 10)(request)
+    expected = SlatePolicy(model, 10).slate(request)               # eager: no tracing
     names = [s.name for s in request_signature(model.spec, model.max_seq_len)]
     served = SlateServer(model, jit_compile=True).serve(*[request[n] for n in names])
     for key in ("item_id", "channel"):
