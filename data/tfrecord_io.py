@@ -18,10 +18,16 @@ import os
 from typing import Iterator
 
 import numpy as np
-import tensorflow as tf
 
 from data import schema
 from data.schema import MATRIX_COLUMNS, FeatureSpec, ImpressionLog
+
+
+def _tf():
+    """TensorFlow, imported on first use: a CLI that stops at a bad flag, and the simulation
+    itself, do not pay its seconds of start-up."""
+    import tensorflow as tf
+    return tf
 
 # Per-impression columns and their on-disk dtypes (ids and times that can pass 2^31 are int64).
 COLUMN_DTYPES = {
@@ -149,7 +155,7 @@ def write_shard(path: str, log: ImpressionLog, target: np.ndarray, spec: Feature
     tmp = path + ".tmp"
     count = 0
     try:
-        with tf.io.TFRecordWriter(tmp) as writer:
+        with _tf().io.TFRecordWriter(tmp) as writer:
             for record in _encode_users(log, target, user_slices(log.user_id)):
                 writer.write(record)
                 count += 1
@@ -163,7 +169,7 @@ def write_shard(path: str, log: ImpressionLog, target: np.ndarray, spec: Feature
 def decode_user(serialized: bytes, spec: FeatureSpec, source: str) -> tuple[ImpressionLog, np.ndarray]:
     """Parses one Example into (log, target) without validating values."""
     try:
-        ex = tf.train.Example.FromString(serialized)
+        ex = _tf().train.Example.FromString(serialized)
     except Exception as e:  # protobuf raises its own DecodeError type
         raise schema.SchemaError(f"{source}: not a tf.train.Example ({e})") from None
     f = ex.features.feature
@@ -211,6 +217,7 @@ def read_shard(path: str, spec: FeatureSpec, validate: bool = True
     if not os.path.exists(path):
         raise FileNotFoundError(f"shard {path} does not exist")
     name = os.path.basename(path)
+    tf = _tf()
     try:
         for i, raw in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
             source = f"{name} record {i}"
