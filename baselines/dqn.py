@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from data.config_flags import help_field
 from hrl_rec.encoders import FieldSelfAttention, StateEncoder
-from hrl_rec.features import PACKAGE, BehaviourFields, ItemEncoder
+from hrl_rec.features import PACKAGE, BehaviourFields, ItemEncoder, embedding_tables
 from hrl_rec.learner import allowed_candidates
 from hrl_rec.model import candidate_items, window_of
 
@@ -174,8 +174,7 @@ class QNetwork(keras.Model):
 
     @property
     def embedding_tables(self) -> list:
-        return [layer.embeddings for layer in self._flatten_layers()
-                if isinstance(layer, keras.layers.Embedding)]
+        return embedding_tables(self)
 
     def behaviours(self, window: dict):
         """-> (f [B, L, d_h] per position, h_0 [B, d_h])."""
@@ -208,8 +207,7 @@ class QNetwork(keras.Model):
 
     def call(self, batch):
         """Q(s_t, d_t) of each logged item [B, S] (slot t's own item is candidate t)."""
-        _, _, _, q = self.slot_q(batch)
-        return tf.linalg.diag_part(q[:, :, :tf.shape(q)[1]])
+        return logged_q(self.slot_q(batch)[3])
 
     def get_config(self):
         return {**super().get_config(), "spec": self.spec, **self.options}
@@ -218,14 +216,12 @@ class QNetwork(keras.Model):
         return None  # every weight is created in __init__
 
 
+def logged_q(q):
+    """Q of slot t's logged item, which is candidate t: [B, S, N] -> [B, S]."""
+    return tf.linalg.diag_part(q[:, :, :tf.shape(q)[1]])
+
+
 def build_network(spec: dict, cfg: DQNConfig) -> QNetwork:
     return QNetwork(spec, encoder=cfg.encoder, dueling=cfg.dueling, max_seq_len=cfg.max_seq_len,
                     embedding_dim=cfg.embedding_dim, hidden_dim=cfg.hidden_dim, heads=cfg.heads,
                     state_window=cfg.state_window)
-
-
-def target_copy(net: QNetwork) -> QNetwork:
-    target = QNetwork.from_config(net.get_config())
-    for t, v in zip(target.weights, net.weights, strict=True):
-        t.assign(v)
-    return target

@@ -18,8 +18,9 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
-from baselines.dqn import DQNConfig, QNetwork
+from baselines.dqn import DQNConfig, QNetwork, logged_q
 from hrl_rec import losses
+from hrl_rec.learner import transition_masks
 from hrl_rec.model import soft_update
 
 
@@ -50,11 +51,6 @@ def shift_allowed(allowed):
     return tf.pad(allowed[:, 1:], [[0, 0], [0, 1], [0, 0]])
 
 
-def logged_q(q):
-    """Q of slot t's logged item, which is candidate t: [B, S, N] -> [B, S]."""
-    return tf.linalg.diag_part(q[:, :, :tf.shape(q)[1]])
-
-
 class DQNLearner:
     """Owns the online and target networks, the optimizer and the step counter."""
 
@@ -73,10 +69,7 @@ class DQNLearner:
                 "optimizer": self.optimizer}
 
     def transition_masks(self, batch):
-        """(weight, done) [B, S]: real slots, and slots without a successor."""
-        slot = tf.cast(batch["mask"][:, self.m:] > 0, tf.float32)
-        nxt = tf.pad(slot[:, 1:], [[0, 0], [0, 1]])
-        return slot, slot * (1.0 - nxt)
+        return transition_masks(batch, self.m)
 
     def targets(self, batch, fwd):
         """y [B, S] (Eq. above) from the target network's next states; `fwd` is the online

@@ -11,7 +11,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from baselines.dqn import QNetwork
-from hrl_rec.policy import WINDOW_PARTS, SlatePolicy
+from hrl_rec.policy import SlatePolicy
 
 OUTPUTS = ("item_id", "channel", "index", "score", "propensity", "explored")
 
@@ -24,13 +24,7 @@ class QSlatePolicy(SlatePolicy):
 
     def slate(self, request):
         net, s, m = self.model, self.list_size, self.model.max_seq_len
-        cand = {k: request[f"cand_{k}"] for k in ("item_id", "channel", "item_fields", "tags",
-                                                   "context")}
-        d = net.items(cand)                                                   # [B, N, k]
-        window = {k: tf.concat([request[f"hist_{k}"], tf.zeros_like(
-            tf.repeat(request[f"hist_{k}"][:, :1], s, axis=1))], axis=1) for k in WINDOW_PARTS}
-        window["user_id"], window["user_fields"] = request["user_id"], request["user_fields"]
-        available = tf.cast(request["cand_mask"], tf.bool)
+        d, window, available = self._start(request)
         outputs = {k: [] for k in OUTPUTS}
         seed = tf.stack([self.seed, tf.constant(0, tf.int64)])
         lo_fixed = net.encoder.window == "prefix"

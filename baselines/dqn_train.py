@@ -16,6 +16,7 @@ from baselines import dqn, dqn_learner
 from data.config_flags import define_flags as define_config_flags
 from data.config_flags import from_flags
 from hrl_rec import runner
+from hrl_rec.model import target_copy
 from hrl_rec.train import (RUN_FLAGS, define_run_flags, ensure_dataset, run_settings,
                            validate_dataset)
 
@@ -27,7 +28,7 @@ class DQNRunner(runner.Runner):
 
     def build(self, spec, cfg, seed):
         net = dqn.build_network(spec, cfg)
-        return net, dqn_learner.DQNLearner(net, dqn.target_copy(net), cfg, seed=seed)
+        return net, dqn_learner.DQNLearner(net, target_copy(net), cfg, seed=seed)
 
     def evaluate(self, ds):
         return dqn_learner.evaluate(self.learner, ds)

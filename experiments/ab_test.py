@@ -290,9 +290,8 @@ def main(argv):
              "Regenerate: `python -m experiments.ab_test --flagfile=configs/ab_test.flags`."]
     text, drawn = write_table(FLAGS.output_dir, rows, arms, base, seeds, notes, references)
     print(text, flush=True)
-    print(f"wrote {FLAGS.output_dir}/table3.md, table3.csv, table3_arms.csv"
-          + (", table3.png" if drawn else " (no table3.png: pip install matplotlib)"),
-          flush=True)
+    report.print_written(FLAGS.output_dir, ["table3.md", "table3.csv", "table3_arms.csv"],
+                         "table3.png", drawn)
 
 
 if __name__ == "__main__":

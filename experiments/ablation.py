@@ -151,12 +151,8 @@ def main(argv):
     if FLAGS.dry_run:
         grid.print_commands(settings, seeds, FLAGS.runs_dir)
         return
-    from hrl_rec.train import ensure_dataset  # TensorFlow: not needed for a dry run
-    ensure_dataset(FLAGS.data_dir, FLAGS.data_flagfile)
-    try:
-        results = grid.run_grid(settings, seeds, FLAGS.runs_dir, "ablation")
-    except grid.GridError as e:
-        raise SystemExit(str(e)) from None
+    results = grid.collect(settings, seeds, FLAGS.runs_dir, "ablation", FLAGS.data_dir,
+                           FLAGS.data_flagfile)
     fingerprint = results[BASE, seeds[0]].get("data_fingerprint")
     notes = [f"Data: `{FLAGS.data_dir}` (fingerprint `{fingerprint}`), test split. Seeds: "
              f"{', '.join(map(str, seeds))}. HRL-Rec: `{FLAGS.hrl_flagfile}` "
@@ -168,9 +164,8 @@ def main(argv):
              f"--flagfile=configs/ablation.flags`."]
     text, drawn = write_table(FLAGS.output_dir, settings, results, seeds, notes)
     print(text, flush=True)
-    print(f"wrote {FLAGS.output_dir}/table4.md, table4.csv, table4_runs.csv"
-          + (", table4.png" if drawn else " (no table4.png: pip install matplotlib)"),
-          flush=True)
+    report.print_written(FLAGS.output_dir, ["table4.md", "table4.csv", "table4_runs.csv"],
+                         "table4.png", drawn)
 
 
 if __name__ == "__main__":

@@ -133,3 +133,19 @@ def run_grid(settings: list[Setting], seeds: list[int], runs_dir: str,
         raise GridError(f"the runs in {runs_dir} used different datasets (fingerprints "
                         f"{sorted(map(str, fingerprints))}); rerun them on one")
     return results
+
+
+def collect(settings: list[Setting], seeds: list[int], runs_dir: str, desc: str, data_dir: str,
+            data_flagfile: str, report_only: bool = False) -> dict[tuple[str, int], dict]:
+    """An experiment driver's run step: the dataset (generated if missing, unless only
+    reporting), then run_grid. A failed run, or a report with no finished run, exits naming it."""
+    if not report_only:
+        from hrl_rec.train import ensure_dataset  # TensorFlow: not needed for a dry run
+        ensure_dataset(data_dir, data_flagfile)
+    try:
+        results = run_grid(settings, seeds, runs_dir, desc, run=not report_only)
+    except GridError as e:
+        raise SystemExit(str(e)) from None
+    if not results:
+        raise SystemExit(f"no finished runs in {runs_dir} for seeds {seeds}")
+    return results

@@ -74,6 +74,12 @@ def write_csv(path: str, header: list[str], rows: list[list]) -> None:
     write_atomic(path, out.getvalue())
 
 
+def print_written(output_dir: str, files: list[str], png: str, drawn: bool) -> None:
+    """The driver's last line: the files written, and why the PNG is missing when it is."""
+    print(f"wrote {output_dir}/{', '.join(files)}"
+          + (f", {png}" if drawn else f" (no {png}: pip install matplotlib)"), flush=True)
+
+
 def _pyplot():
     """matplotlib.pyplot without a display, or None when matplotlib is not installed."""
     try:

@@ -187,16 +187,8 @@ def main(argv):
     if FLAGS.dry_run:
         grid.print_commands(settings, seeds, FLAGS.runs_dir)
         return
-    if not FLAGS.report_only:
-        from hrl_rec.train import ensure_dataset  # TensorFlow: not needed for a dry run
-        ensure_dataset(FLAGS.data_dir, FLAGS.data_flagfile)
-    try:
-        results = grid.run_grid(settings, seeds, FLAGS.runs_dir, "sweeps",
-                                run=not FLAGS.report_only)
-    except grid.GridError as e:
-        raise SystemExit(str(e)) from None
-    if not results:
-        raise SystemExit(f"no finished runs in {FLAGS.runs_dir} for seeds {FLAGS.seeds}")
+    results = grid.collect(settings, seeds, FLAGS.runs_dir, "sweeps", FLAGS.data_dir,
+                           FLAGS.data_flagfile, FLAGS.report_only)
     fingerprint = next(iter(results.values())).get("data_fingerprint")
     notes = [f"Data: `{FLAGS.data_dir}` (fingerprint `{fingerprint}`), test split. Seeds: "
              f"{', '.join(map(str, seeds))}. HRL-Rec: `{FLAGS.hrl_flagfile}` "
@@ -208,8 +200,8 @@ def main(argv):
              f"--flagfile=configs/sweeps.flags`."]
     text, drawn = write_figure(FLAGS.output_dir, points, results, seeds, notes)
     print(text, flush=True)
-    print(f"wrote {FLAGS.output_dir}/fig3.md, fig3.csv, fig3_runs.csv"
-          + (", fig3.png" if drawn else " (no fig3.png: pip install matplotlib)"), flush=True)
+    report.print_written(FLAGS.output_dir, ["fig3.md", "fig3.csv", "fig3_runs.csv"], "fig3.png",
+                         drawn)
 
 
 if __name__ == "__main__":

@@ -187,16 +187,8 @@ def main(argv):
     if FLAGS.dry_run:
         grid.print_commands(settings, seeds, FLAGS.runs_dir)
         return
-    if not FLAGS.report_only:
-        from hrl_rec.train import ensure_dataset  # TensorFlow: not needed for a dry run
-        ensure_dataset(FLAGS.data_dir, FLAGS.data_flagfile)
-    try:
-        results = grid.run_grid(settings, seeds, FLAGS.runs_dir, "table2",
-                                run=not FLAGS.report_only)
-    except grid.GridError as e:
-        raise SystemExit(str(e)) from None
-    if not results:
-        raise SystemExit(f"no finished runs in {FLAGS.runs_dir} for seeds {FLAGS.seeds}")
+    results = grid.collect(settings, seeds, FLAGS.runs_dir, "table2", FLAGS.data_dir,
+                           FLAGS.data_flagfile, FLAGS.report_only)
     fingerprint = next(iter(results.values())).get("data_fingerprint")
     notes = [f"Data: `{FLAGS.data_dir}` (fingerprint `{fingerprint}`), test split. Seeds: "
              f"{', '.join(map(str, seeds))}. Baselines: `{FLAGS.baseline_flagfile}` "
@@ -210,9 +202,8 @@ def main(argv):
              f"--flagfile=configs/table2.flags`."]
     text, drawn = write_table(FLAGS.output_dir, settings, results, seeds, notes)
     print(text, flush=True)
-    print(f"wrote {FLAGS.output_dir}/table2.md, table2.csv, table2_runs.csv"
-          + (", table2.png" if drawn else " (no table2.png: pip install matplotlib)"),
-          flush=True)
+    report.print_written(FLAGS.output_dir, ["table2.md", "table2.csv", "table2_runs.csv"],
+                         "table2.png", drawn)
 
 
 if __name__ == "__main__":

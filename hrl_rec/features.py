@@ -45,6 +45,12 @@ def masked_mean(x: tf.Tensor, mask: tf.Tensor, axis: int) -> tf.Tensor:
     return tf.reduce_sum(x * mask, axis) / tf.maximum(tf.reduce_sum(mask, axis), 1.0)
 
 
+def embedding_tables(model: keras.Model) -> list:
+    """Every embedding table of a model (what --embedding_l2 regularises)."""
+    return [layer.embeddings for layer in model._flatten_layers()
+            if isinstance(layer, keras.layers.Embedding)]
+
+
 def _table(name: str, size: int, dim: int) -> keras.layers.Embedding:
     return keras.layers.Embedding(size, dim, embeddings_initializer="uniform", name=name)
 

@@ -42,6 +42,13 @@ def most_similar(a, candidates, allowed):
     return tf.gather(candidates, index, batch_dims=1), index
 
 
+def transition_masks(batch: dict, m: int):
+    """(weight, done) [B, S]: real slots, and slots without a successor."""
+    slot = tf.cast(batch["mask"][:, m:] > 0, tf.float32)
+    nxt = tf.pad(slot[:, 1:], [[0, 0], [0, 1]])
+    return slot, slot * (1.0 - nxt)
+
+
 def allowed_candidates(batch: dict, m: int):
     """(LRA, HRA) masks [B, S, N] of the candidates slot t may pick. The list's own items at
     slots < t are already placed; the HRA may only pick items of the slot's logged channel c_t
@@ -128,10 +135,7 @@ class Learner:
                 losses.td_target(r_high, q_high, done, self.cfg.gamma))
 
     def transition_masks(self, batch):
-        """(weight, done) [B, S]: real slots, and slots without a successor."""
-        slot = tf.cast(batch["mask"][:, self.m:] > 0, tf.float32)
-        nxt = tf.pad(slot[:, 1:], [[0, 0], [0, 1]])
-        return slot, slot * (1.0 - nxt)
+        return transition_masks(batch, self.m)
 
     def _critic_losses(self, model, s_low, s_high, action, y_low, y_high, weight):
         l_low = tf.add_n([losses.critic_loss(model.lra.q(s_low, action, k), y_low, weight)

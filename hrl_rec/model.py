@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from hrl_rec.agents import ChannelSelector, ItemRecommender
 from hrl_rec.distribute import replica_normal
-from hrl_rec.features import PACKAGE, ItemEncoder
+from hrl_rec.features import PACKAGE, ItemEncoder, embedding_tables
 
 WINDOW_KEYS = ("item_id", "channel", "slot", "item_fields", "tags", "context", "feedback", "mask",
                "user_id", "user_fields")
@@ -164,8 +164,7 @@ class HRLRec(keras.Model):
     @property
     def embedding_tables(self) -> list:
         """Every embedding table of both agents and the item encoder (for --embedding_l2)."""
-        return [layer.embeddings for layer in self._flatten_layers()
-                if isinstance(layer, keras.layers.Embedding)]
+        return embedding_tables(self)
 
     @property
     def critic_variables(self) -> list:
@@ -218,9 +217,10 @@ class HRLRec(keras.Model):
         return None  # every weight is created in __init__
 
 
-def target_copy(model: HRLRec) -> HRLRec:
-    """A second network with the same architecture and (initially) the same weights."""
-    target = HRLRec.from_config(model.get_config())
+def target_copy(model: keras.Model) -> keras.Model:
+    """A second network of the same class and architecture with (initially) the same weights:
+    HRL-Rec's or a DQN's (baselines/dqn.py)."""
+    target = type(model).from_config(model.get_config())
     for t, v in zip(target.weights, model.weights, strict=True):
         t.assign(v)
     return target

@@ -36,6 +36,7 @@ from hrl_rec.model import HRLRec
 
 WINDOW_PARTS = ("item_id", "channel", "slot", "item_fields", "tags", "context", "feedback",
                 "mask")
+CANDIDATE_PARTS = ("item_id", "channel", "item_fields", "tags", "context")
 
 
 def _cosine_matrix(a, d):
@@ -77,14 +78,7 @@ class SlatePolicy:
         model, s, m = self.model, self.list_size, self.model.max_seq_len
         b = tf.shape(request["cand_item_id"])[0]
         n = tf.shape(request["cand_item_id"])[1]
-        cand = {k: request[f"cand_{k}"] for k in ("item_id", "channel", "item_fields", "tags",
-                                                   "context")}
-        d = model.items(cand)                                          # [B, N, k]
-        # The window: m history positions, then S positions filled slot by slot.
-        window = {k: tf.concat([request[f"hist_{k}"], tf.zeros_like(
-            tf.repeat(request[f"hist_{k}"][:, :1], s, axis=1))], axis=1) for k in WINDOW_PARTS}
-        window["user_id"], window["user_fields"] = request["user_id"], request["user_fields"]
-        available = tf.cast(request["cand_mask"], tf.bool)
+        d, window, available = self._start(request)
         outputs = {k: [] for k in ("item_id", "channel", "index", "score", "ctr", "propensity",
                                    "explored", "lra_channel")}
         seed = tf.stack([self.seed, tf.constant(0, tf.int64)])
@@ -151,6 +145,16 @@ class SlatePolicy:
         self.seed.assign_add(1)
         return {k: tf.stack(v, axis=1) for k, v in outputs.items()}
 
+    def _start(self, request):
+        """-> (candidate embeddings d [B, N, k]; the window: m history positions, then S empty
+        ones filled slot by slot; the available candidates [B, N] bool)."""
+        d = self.model.items({k: request[f"cand_{k}"] for k in CANDIDATE_PARTS})
+        s = self.list_size
+        window = {k: tf.concat([request[f"hist_{k}"], tf.zeros_like(
+            tf.repeat(request[f"hist_{k}"][:, :1], s, axis=1))], axis=1) for k in WINDOW_PARTS}
+        window["user_id"], window["user_fields"] = request["user_id"], request["user_fields"]
+        return d, window, tf.cast(request["cand_mask"], tf.bool)
+
     def _explore(self, greedy, available, step_seed):
         """Sec. 3.5's epsilon-greedy step over the available candidates [B, N] -> (pick,
         explored, propensity, any candidate left), all [B]."""
@@ -173,7 +177,7 @@ class SlatePolicy:
         m, s = self.model.max_seq_len, self.list_size
         here = tf.one_hot(m + t, m + s, on_value=True, off_value=False)[None]  # [1, W]
         new = {k: tf.gather(request[f"cand_{k}"], pick, batch_dims=1)
-               for k in ("item_id", "channel", "item_fields", "tags", "context")}
+               for k in CANDIDATE_PARTS}
         new["slot"] = tf.fill(tf.shape(pick), tf.constant(t, window["slot"].dtype))
         new["mask"] = tf.cast(any_left, window["mask"].dtype)
         new["feedback"] = tf.zeros_like(window["feedback"][:, 0])

@@ -12,7 +12,7 @@ from absl import flags
 from baselines import dqn, dqn_learner
 from baselines.dqn_policy import QSlatePolicy
 from baselines.dqn_train import DQNRunner
-from hrl_rec.model import window_of
+from hrl_rec.model import target_copy, window_of
 from hrl_rec.policy import request_from_lists
 from hrl_rec.runner import RunSettings, run
 from tests.conftest import REPO
@@ -89,7 +89,7 @@ def _cfg(variant, **kw):
 def test_targets_follow_the_bellman_equation(variant):
     batch = list_batch(k=2)
     net = _net(variant)
-    learner = dqn_learner.DQNLearner(net, dqn.target_copy(net), _cfg(variant, gamma=0.3))
+    learner = dqn_learner.DQNLearner(net, target_copy(net), _cfg(variant, gamma=0.3))
     fwd = net.slot_q(batch)
     y, reward, weight = learner.targets(batch, fwd)
     allowed = dqn_learner.shift_allowed(fwd[2])
@@ -107,7 +107,7 @@ def test_targets_follow_the_bellman_equation(variant):
 def test_train_steps_fit_a_fixed_batch_and_move_the_target():
     batch = list_batch(k=2)
     net = _net("dd_dqn")
-    target = dqn.target_copy(net)
+    target = target_copy(net)
     learner = dqn_learner.DQNLearner(net, target, _cfg("dd_dqn", tau=0.5))
     first = learner.train_step(batch)
     assert int(learner.step) == 1
