@@ -97,7 +97,9 @@ def simulate_shard(cfg: SimConfig, shard: int, n_shards: int, world: World | Non
 
     Online experiments replace the logging policy from some day on: `act(req, policy, rng)`
     -> (slates, propensities) or None (the logging policy acts, as in the dataset), and
-    `observe(req, slates, feedback)` sees every step. Without them this writes the dataset."""
+    `observe(req, slates, feedback)` sees every step. Without them this writes the dataset.
+    `on_day(day, log)` runs after each day (the warm-up day -1 included), before the next
+    day's first step, with that day's ImpressionLog."""
     world = world or make_world(cfg)
     user_ids = np.arange(shard, len(world.users), n_shards)
     env = IRecSim(world, rng_key=shard)
@@ -113,7 +115,7 @@ def simulate_shard(cfg: SimConfig, shard: int, n_shards: int, world: World | Non
             if current >= 0:
                 days.append((current, log, day_log.sessions))
             if on_day:
-                on_day(current, len(log))
+                on_day(current, log)
             if env.done:
                 return days, world
             current, day_log = req.day, _DayLog()

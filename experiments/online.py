@@ -14,7 +14,8 @@ Metrics over the arm's days (Sec. 4.5; per capita = per user of the population, 
     CTR = clicks / impressions
     ACN = clicks / users                  (average click number per capita)
     AWT = sum_u |tags of the items u clicked| / users   (average watched tags per capita)
-plus requests, sessions and the channel proportions of impressions per day (Fig. 4's input).
+plus requests, sessions and the channel proportions of impressions per day, and the
+impressions per day, hour and channel (Fig. 4's input, experiments/stability.py).
 """
 from __future__ import annotations
 
@@ -111,6 +112,7 @@ class OnlineMetrics:
         self.watched = np.zeros((n_users, n_tags + 1), bool)
         self.channel_impressions = np.zeros((n_days, n_channels), np.int64)
         self.channel_clicks = np.zeros((n_days, n_channels), np.int64)
+        self.hourly = np.zeros((n_days, 24, n_channels), np.int64)
 
     def add(self, world: World, req, slates: np.ndarray, fb) -> None:
         clicked = fb.clicked.astype(bool)
@@ -129,6 +131,8 @@ class OnlineMetrics:
         self.channel_impressions[day] += np.bincount(channel.ravel(),
                                                      minlength=len(CHANNELS))
         self.channel_clicks[day] += np.bincount(channel[clicked], minlength=len(CHANNELS))
+        hours = np.broadcast_to(req.context[:, :1], channel.shape)
+        np.add.at(self.hourly[day], (hours.ravel(), channel.ravel()), 1)
 
     def report(self, days: list[int]) -> dict:
         ci = self.channel_impressions[days]
@@ -143,6 +147,7 @@ class OnlineMetrics:
                 "channel_share_per_day": (ci / np.maximum(ci.sum(1, keepdims=True), 1)).tolist(),
                 "channel_ctr": (self.channel_clicks[days].sum(0)
                                 / np.maximum(ci.sum(0), 1)).tolist(),
+                "channel_impressions_per_hour": self.hourly[days].tolist(),
                 "days": days}
 
 

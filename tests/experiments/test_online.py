@@ -87,7 +87,8 @@ class _Requests(types.SimpleNamespace):
 def test_metrics_by_hand():
     world = types.SimpleNamespace(items=types.SimpleNamespace(channel=np.array([0, 1, 2, 3, 3])))
     metrics = online.OnlineMetrics(n_users=4, n_tags=5, n_channels=4, n_days=2)
-    req = _Requests(user_id=np.array([2, 0]), page=np.array([0, 3]), day=1)
+    req = _Requests(user_id=np.array([2, 0]), page=np.array([0, 3]), day=1,
+                    context=np.array([[9, 1, 0], [21, 1, 2]]))  # hour, weekday, network
     fb = types.SimpleNamespace(
         clicked=np.array([[1, 1, 0], [0, 0, 1]]), dwell=np.array([[10., 20., 0], [0, 0, 5.]]),
         tags=np.array([[[1, 2], [2, 3], [4, 0]], [[1, 0], [1, 0], [5, 1]]]))
@@ -101,6 +102,9 @@ def test_metrics_by_hand():
     assert r["channel_share"] == [1 / 6, 1 / 6, 1 / 6, 3 / 6]
     assert r["channel_ctr"] == [0.0, 0.0, 0.0, 1.0]        # all 3 clicks on channel 3
     assert r["channel_share_per_day"] == [[1 / 6, 1 / 6, 1 / 6, 3 / 6]]
+    hourly = np.asarray(r["channel_impressions_per_hour"])
+    assert hourly.shape == (1, 24, 4) and hourly.sum() == 6
+    assert hourly[0, 9].tolist() == [1, 0, 0, 2] and hourly[0, 21].tolist() == [0, 1, 1, 1]
 
 
 def test_a_model_arm_serves_the_candidates_under_the_channel_constraint(sim):
