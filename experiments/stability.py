@@ -97,7 +97,8 @@ def relative_changes(counts: np.ndarray, channels: list[int], min_impressions: i
 
 def arm_summary(arm: dict, min_impressions: int) -> dict:
     """The figures of one served arm: per group, max and mean relative change over hourly
-    cells and over whole days, and the group's share of the two weeks."""
+    cells and over whole days, and the group's share of the two weeks; the mean relative
+    weight change of its daily updates (nan when frozen)."""
     hourly = np.asarray(arm["channel_impressions_per_hour"], np.int64)
     out = {"ctr": arm["ctr"], "acn": arm["acn"]}
     for name, channels in GROUPS:
@@ -108,6 +109,8 @@ def arm_summary(arm: dict, min_impressions: int) -> dict:
             out[f"{name}_{cell}_mean"] = float(changes.mean()) if changes.size else float("nan")
             out[f"{name}_{cell}_cells"] = int(changes.size)
         out[f"{name}_share"] = float(hourly[..., index].sum() / max(hourly.sum(), 1))
+    moved = [u["weight_change"] for u in arm.get("updates", []) if "weight_change" in u]
+    out["weight_change"] = float(np.mean(moved)) if moved else float("nan")
     return out
 
 
@@ -211,6 +214,7 @@ def load_arms(settings, seeds, modes) -> dict:
 
 FIGURES = [f"{g}_{cell}_{k}" for g, _ in GROUPS for cell in ("hour", "day")
            for k in ("max", "mean")]
+EXTRA = ["video_share", "news_share", "ctr", "weight_change"]
 
 
 def table(settings, seeds, modes, arms, min_impressions: int):
@@ -222,29 +226,29 @@ def table(settings, seeds, modes, arms, min_impressions: int):
                          for seed in seeds if (s.name, seed, mode) in arms]
             if not summaries:
                 continue
-            stats = {k: report.Stat.of([x[k] for x in summaries])
-                     for k in FIGURES + ["ctr", "video_share", "news_share"]}
+            stats = {k: report.Stat.of([x[k] for x in summaries]) for k in FIGURES + EXTRA}
             paper = PAPER.get("dqn" if s.module == ab_test.DQN else s.name)
             md.append([s.label, mode] + [stats[k].text(1, percent=True) for k in FIGURES]
                       + [stats[k].text(1, percent=True) for k in ("video_share", "news_share")]
-                      + [stats["ctr"].text(4), str(len(summaries)),
+                      + [stats["ctr"].text(4), "" if mode == "frozen" else
+                         stats["weight_change"].text(2, percent=True), str(len(summaries)),
                          f"{100 * paper[0]:.1f}% / {100 * paper[1]:.1f}%" if paper else ""])
             rows.append([s.name, s.label, mode, len(summaries)]
-                        + [x for k in FIGURES + ["video_share", "news_share", "ctr"]
-                           for x in (stats[k].mean, stats[k].std)]
+                        + [x for k in FIGURES + EXTRA for x in (stats[k].mean, stats[k].std)]
                         + (list(paper) if paper else ["", ""]))
     return md, rows
 
 
 MD_HEADER = (["model", "mode"] + [f"{g} {cell} {k}" for g, _ in GROUPS for cell in ("hour", "day")
                                   for k in ("max", "mean")]
-             + ["video share", "news share", "CTR", "seeds", "paper video hour max / mean"])
+             + ["video share", "news share", "CTR", "weight change per update", "seeds",
+                "paper video hour max / mean"])
 
 
 def csv_header() -> list[str]:
     return (["setting", "label", "mode", "seeds"]
-            + [f"{k}_{s}" for k in FIGURES + ["video_share", "news_share", "ctr"]
-               for s in ("mean", "std")] + ["paper_video_max", "paper_video_mean"])
+            + [f"{k}_{s}" for k in FIGURES + EXTRA for s in ("mean", "std")]
+            + ["paper_video_max", "paper_video_mean"])
 
 
 def hourly_shares(arm: dict, channels: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -312,7 +316,8 @@ def main(argv):
              f"Relative change |p_2 - p_1| / p_1 of a group's share between the same cell of "
              f"the two weeks: hour = (weekday, hour) cells, day = whole weekdays; cells with "
              f"< {FLAGS.min_cell_impressions} impressions in a week are left out. Mean ± std "
-             f"over training seeds.",
+             f"over training seeds. Weight change per update: ||theta_after - theta_before|| "
+             f"/ ||theta_before|| of one daily update, averaged over the updates.",
              "Regenerate: `python -m experiments.stability --flagfile=configs/stability.flags`."]
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     path = os.path.join(FLAGS.output_dir, "stability")

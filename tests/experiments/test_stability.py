@@ -149,7 +149,8 @@ def test_the_dataset_must_have_one_shard_and_two_served_weeks(daily_data):
 def test_table_and_chart_from_saved_arms(tmp_path):
     hourly = np.full((14, 24, 4), 100, np.int64)
     hourly[7:, :, 0] = 150  # news 0.25 -> 150/450 in week 2
-    arm = {"ctr": 0.1, "acn": 1.0, "channel_impressions_per_hour": hourly.tolist()}
+    arm = {"ctr": 0.1, "acn": 1.0, "channel_impressions_per_hour": hourly.tolist(),
+           "updates": [{"weight_change": 0.01}, {"weight_change": 0.03}]}
     settings = [grid.Setting("dqn_gru", "DQN (GRU)", "baselines.dqn_train", ()),
                 grid.Setting("hrl_rec", "HRL-Rec", "hrl_rec.train", ())]
     arms = {("dqn_gru", 0, "daily"): arm, ("dqn_gru", 1, "daily"): arm,
@@ -161,6 +162,7 @@ def test_table_and_chart_from_saved_arms(tmp_path):
     assert md[0][header.index("news hour max")] == f"{100 * news:.1f} ± 0.0%"
     assert md[1][header.index("news hour mean")] == f"{100 * news:.1f}%"   # one seed
     assert md[0][-1] == "18.0% / 11.7%" and md[1][-1] == "4.5% / 1.4%"
+    assert md[0][header.index("weight change per update")] == "2.00 ± 0.00%"
     assert rows[0][:4] == ["dqn_gru", "DQN (GRU)", "daily", 2]
     assert len(rows[0]) == len(stability.csv_header())
     pytest.importorskip("matplotlib")
