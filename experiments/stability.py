@@ -19,7 +19,8 @@ video; news) and a cell (weekday, hour) with at least --min_cell_impressions in 
     relative change = |p_2 - p_1| / p_1
 and the table gives, per model and mode, the max and the mean over the cells (mean ± std over
 training seeds), the same over whole weekdays, and the group's share. Each served arm is saved
-as --output_dir/arms/SETTING__SEED__MODE.json, so an interrupted run resumes arm by arm. Writes
+as --output_dir/arms/SETTING__SEED__MODE.json, so an interrupted run resumes arm by arm, with
+its channel shares and update losses by day in --output_dir/tb/ (TensorBoard). Writes
 stability.md, stability.csv and stability.png (video and news share by hour of the week, week 1
 against week 2, the first seed's daily arms).
 """
@@ -151,6 +152,22 @@ def serve_arm(cfg, world, data_dir: str, model_dir: str, mode: str, work_dir: st
             "epsilon": epsilon, "model_dir": model_dir}
 
 
+def write_tensorboard(tb_dir: str, arm: dict) -> None:
+    """The arm by served day (step = day): each channel's share (`eval/share_*`), and each
+    update's mean losses (`loss/*`), `update/weight_change` and `update/steps`."""
+    import tensorflow as tf
+    with tf.summary.create_file_writer(tb_dir).as_default():
+        for day, share in zip(arm["days"], arm["channel_share_per_day"]):
+            for name, x in zip(CHANNELS, share):
+                tf.summary.scalar(f"eval/share_{name}", x, step=day)
+        for u in arm["updates"]:
+            for k, v in u.items():
+                if k.startswith("loss/"):
+                    tf.summary.scalar(k, v, step=u["day"])
+            tf.summary.scalar("update/weight_change", u["weight_change"], step=u["day"])
+            tf.summary.scalar("update/steps", u["steps"], step=u["day"])
+
+
 def check_dataset(data_dir: str, cfg, metadata) -> None:
     """ValueError unless the dataset has one user shard and two weeks of test days."""
     if metadata["shards"] != 1:
@@ -194,6 +211,7 @@ def serve_all(settings, seeds, modes, cfg, world, metadata) -> None:
                             1, extra=f"{label} {text}".rstrip()))
         arm["data_fingerprint"] = metadata["fingerprint"]
         write_json(arm_path(FLAGS.output_dir, s.name, seed, mode), arm)
+        write_tensorboard(os.path.join(FLAGS.output_dir, "tb", f"{s.name}__{seed}__{mode}"), arm)
         video = arm_summary(arm, FLAGS.min_cell_impressions)
         print(f"stability: {s.name} seed {seed} {mode}: ctr {arm['ctr']:.4f}, video change "
               f"max {video['video_hour_max']:.3f} mean {video['video_hour_mean']:.3f} "

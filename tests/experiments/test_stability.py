@@ -122,6 +122,24 @@ def test_a_daily_arm_trains_the_model_it_serves_after_each_served_day(daily_data
     assert np.isfinite(u["loss/total"]) and u["transitions"] > 0 and u["weight_change"] > 0
     assert [d for d, _ in seen] == [-1, 0, 1, 2, 3] and "day 2 update" in seen[3][1]
     assert (tmp_path / "window" / "train-00000-of-00001.tfrecord").exists()
+    stability.write_tensorboard(str(tmp_path / "tb"), daily)
+    scalars = _scalars(tmp_path / "tb")
+    assert scalars["eval/share_news"] == [(2, pytest.approx(daily["channel_share_per_day"][0][0])),
+                                          (3, pytest.approx(daily["channel_share_per_day"][1][0]))]
+    assert scalars["update/weight_change"] == [(2, pytest.approx(u["weight_change"]))]
+    assert scalars["loss/total"] == [(2, pytest.approx(u["loss/total"]))]
+
+
+def _scalars(tb_dir) -> dict:
+    """{tag: [(step, value)]} of every event file under tb_dir."""
+    import tensorflow as tf
+    out = {}
+    for path in tb_dir.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for v in event.summary.value:
+                value = float(tf.make_ndarray(v.tensor))
+                out.setdefault(v.tag, []).append((event.step, value))
+    return out
 
 
 def test_learner_for_names_what_is_missing(daily_data, tmp_path):
