@@ -22,7 +22,7 @@ training seeds), the same over whole weekdays, and the group's share. Each serve
 as --output_dir/arms/SETTING__SEED__MODE.json, so an interrupted run resumes arm by arm, with
 its channel shares and update losses by day in --output_dir/tb/ (TensorBoard). Writes
 stability.md, stability.csv and stability.png (video and news share by hour of the week, week 1
-against week 2, the first seed's daily arms).
+against week 2, of one seed's arms: the first seed's daily ones where served).
 """
 from __future__ import annotations
 
@@ -119,6 +119,14 @@ def arm_path(output_dir: str, name: str, seed: int, mode: str) -> str:
     return os.path.join(output_dir, "arms", f"{name}__{seed}__{mode}.json")
 
 
+def save_arm(output_dir: str, name: str, seed: int, mode: str, arm: dict) -> None:
+    """The arm's JSON (atomically, its folder made) and its TensorBoard logs."""
+    path = arm_path(output_dir, name, seed, mode)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_json(path, arm)
+    write_tensorboard(os.path.join(output_dir, "tb", f"{name}__{seed}__{mode}"), arm)
+
+
 def serve_arm(cfg, world, data_dir: str, model_dir: str, mode: str, work_dir: str, *,
               item_score: str = "cosine", epsilon: float = 0.0, seed: int = 0,
               update_epochs: int = 1, update_window_days: int = 1, on_day=None) -> dict:
@@ -210,8 +218,7 @@ def serve_all(settings, seeds, modes, cfg, world, metadata) -> None:
                         on_day=lambda day, text: progress.update(
                             1, extra=f"{label} {text}".rstrip()))
         arm["data_fingerprint"] = metadata["fingerprint"]
-        write_json(arm_path(FLAGS.output_dir, s.name, seed, mode), arm)
-        write_tensorboard(os.path.join(FLAGS.output_dir, "tb", f"{s.name}__{seed}__{mode}"), arm)
+        save_arm(FLAGS.output_dir, s.name, seed, mode, arm)
         video = arm_summary(arm, FLAGS.min_cell_impressions)
         print(f"stability: {s.name} seed {seed} {mode}: ctr {arm['ctr']:.4f}, video change "
               f"max {video['video_hour_max']:.3f} mean {video['video_hour_mean']:.3f} "
@@ -281,6 +288,8 @@ def write_chart(path: str, settings, arms, seed: int, mode: str) -> bool:
     if plt is None:
         return False
     shown = [s for s in settings if (s.name, seed, mode) in arms]
+    if not shown:
+        return False
     fig, axes = plt.subplots(len(shown), len(GROUPS), figsize=(12, 2.6 * len(shown) + 0.6),
                              squeeze=False)
     hours = np.arange(WEEK * 24)
@@ -342,7 +351,9 @@ def main(argv):
     report.write_markdown(path + ".md", "Fig. 4: channel proportion stability in IRecSim",
                           notes, MD_HEADER, md)
     report.write_csv(path + ".csv", csv_header(), rows)
-    drawn = write_chart(path + ".png", settings, arms, seeds[0], FLAGS.modes[0])
+    seed, mode = next(key[1:] for key in sorted(arms, key=lambda k: (
+        k[1] != seeds[0], FLAGS.modes.index(k[2]))))  # the first seed's daily arms if served
+    drawn = write_chart(path + ".png", settings, arms, seed, mode)
     print(report.markdown_table(MD_HEADER, md), flush=True)
     report.print_written(FLAGS.output_dir, ["stability.md", "stability.csv"], "stability.png",
                          drawn)

@@ -122,8 +122,10 @@ def test_a_daily_arm_trains_the_model_it_serves_after_each_served_day(daily_data
     assert np.isfinite(u["loss/total"]) and u["transitions"] > 0 and u["weight_change"] > 0
     assert [d for d, _ in seen] == [-1, 0, 1, 2, 3] and "day 2 update" in seen[3][1]
     assert (tmp_path / "window" / "train-00000-of-00001.tfrecord").exists()
-    stability.write_tensorboard(str(tmp_path / "tb"), daily)
-    scalars = _scalars(tmp_path / "tb")
+    out = tmp_path / "results"  # a fresh output folder: save_arm makes arms/ and tb/
+    stability.save_arm(str(out), "dqn", 0, "daily", daily)
+    assert json.loads((out / "arms" / "dqn__0__daily.json").read_text())["updates"] == [u]
+    scalars = _scalars(out / "tb" / "dqn__0__daily")
     assert scalars["eval/share_news"] == [(2, pytest.approx(daily["channel_share_per_day"][0][0])),
                                           (3, pytest.approx(daily["channel_share_per_day"][1][0]))]
     assert scalars["update/weight_change"] == [(2, pytest.approx(u["weight_change"]))]
@@ -211,3 +213,21 @@ def test_cli_dry_run_and_bad_flags(sim_data, tmp_path):
     bad = _cli(f"--data_dir={sim_data}", f"--runs_dir={tmp_path}")
     assert bad.returncode != 0 and "has 1 test days; two weeks are needed" in bad.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_cli_report_only_tables_the_saved_arms(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    hourly = np.full((14, 24, 4), 1000, np.int64)
+    arm = {"ctr": 0.1, "acn": 1.0, "channel_impressions_per_hour": hourly.tolist(),
+           "updates": [], "days": list(range(7, 21)), "channel_share_per_day": []}
+    for name in ("dqn_gru", "hrl_rec"):
+        (runs / f"{name}__0").mkdir(parents=True)
+        (runs / f"{name}__0" / "eval.json").write_text(json.dumps({"auc": 0.7}))
+        stability.save_arm(str(out), name, 0, "frozen", arm)
+    done = _cli("--flagfile=configs/stability.flags", "--seeds=0", "--report_only",
+                f"--runs_dir={runs}", f"--output_dir={out}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (out / "stability.md").read_text()
+    assert "| DQN (GRU) | frozen | 0.0% |" in table and "| HRL-Rec | frozen |" in table
+    assert "daily" not in table.split("| model |")[1]          # no daily arm was saved
+    assert (out / "stability.csv").read_text().count("\n") == 3
