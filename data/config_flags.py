@@ -41,10 +41,16 @@ def define_flags(cls, flag_values=flags.FLAGS) -> None:
 
 def from_flags(cls, flag_values=flags.FLAGS):
     """Builds `cls` from parsed flags; list flags are converted to the field's element type."""
+    return from_record(cls, {f.name: flag_values[f.name].value for f in dataclasses.fields(cls)})
+
+
+def from_record(cls, record: dict):
+    """Builds `cls` from flag values by name (e.g. the `flags` a run records in eval.json, where
+    list flags are lists of strings); list values are converted to the field's element type."""
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):
-        value = flag_values[f.name].value
+        value = record[f.name]
         kind = hints[f.name]
         if typing.get_origin(kind) is tuple:
             elem = typing.get_args(kind)[0]
@@ -52,7 +58,7 @@ def from_flags(cls, flag_values=flags.FLAGS):
                 value = tuple(elem(v) for v in value)
             except ValueError:
                 raise flags.ValidationError(
-                    f"--{f.name}={','.join(value)}: expected comma-separated "
+                    f"--{f.name}={','.join(map(str, value))}: expected comma-separated "
                     f"{elem.__name__} values") from None
         kwargs[f.name] = value
     return cls(**kwargs)

@@ -28,6 +28,7 @@ import time
 import numpy as np
 
 from data import pipeline, writer
+from data.config_flags import from_record
 from data.files import write_json
 from data.schema import FeatureSpec, ImpressionLog
 from data.sim_world import DAY
@@ -52,7 +53,7 @@ def learner_for(model, model_dir: str, seed: int = 0):
     missing = [n for n in names if n not in recorded]
     if missing:
         raise ValueError(f"{path}: `flags` lacks {missing}; retrain with this version")
-    cfg = config_class(**{n: recorded[n] for n in names})
+    cfg = from_record(config_class, recorded)
     return learner_class(model, target_copy(model), cfg, seed=seed), cfg
 
 

@@ -144,6 +144,22 @@ def _scalars(tb_dir) -> dict:
     return out
 
 
+def _recorded(cfg) -> dict:
+    """A config as a run records it in eval.json: list flags as lists of strings."""
+    return {k: [str(x) for x in v] if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(cfg).items()}
+
+
+def test_learner_for_reads_the_runs_settings(daily_data, tmp_path):
+    root, *_ = daily_data
+    model = online.load_model(str(root / "run"))
+    cfg = tiny_config(reward_click=(1.0, 2.0, 1.0, 0.5), gamma=0.7)
+    (tmp_path / "eval.json").write_text(json.dumps({"flags": _recorded(cfg)}))
+    learner, read = learner_for(model, str(tmp_path))
+    assert read == cfg and learner.model is model
+    assert [row[0] for row in learner.weights] == [1.0, 2.0, 1.0, 0.5]  # [channel][click]
+
+
 def test_learner_for_names_what_is_missing(daily_data, tmp_path):
     root, *_ = daily_data
     model = online.load_model(str(root / "run"))
