@@ -98,8 +98,8 @@ def relative_changes(counts: np.ndarray, channels: list[int], min_impressions: i
 
 def arm_summary(arm: dict, min_impressions: int) -> dict:
     """The figures of one served arm: per group, max and mean relative change over hourly
-    cells and over whole days, and the group's share of the two weeks; the mean relative
-    weight change of its daily updates (nan when frozen)."""
+    cells and over whole days, and the group's share of the two weeks; the share of its
+    largest channel; the mean relative weight change of its daily updates (nan when frozen)."""
     hourly = np.asarray(arm["channel_impressions_per_hour"], np.int64)
     out = {"ctr": arm["ctr"], "acn": arm["acn"]}
     for name, channels in GROUPS:
@@ -110,6 +110,9 @@ def arm_summary(arm: dict, min_impressions: int) -> dict:
             out[f"{name}_{cell}_mean"] = float(changes.mean()) if changes.size else float("nan")
             out[f"{name}_{cell}_cells"] = int(changes.size)
         out[f"{name}_share"] = float(hourly[..., index].sum() / max(hourly.sum(), 1))
+    # a feed that collapses onto one channel is "stable" trivially: its largest channel's share
+    share = hourly.sum((0, 1)) / max(hourly.sum(), 1)
+    out["top_share"] = float(share.max())
     moved = [u["weight_change"] for u in arm.get("updates", []) if "weight_change" in u]
     out["weight_change"] = float(np.mean(moved)) if moved else float("nan")
     return out
@@ -239,7 +242,7 @@ def load_arms(settings, seeds, modes) -> dict:
 
 FIGURES = [f"{g}_{cell}_{k}" for g, _ in GROUPS for cell in ("hour", "day")
            for k in ("max", "mean")]
-EXTRA = ["video_share", "news_share", "ctr", "weight_change"]
+EXTRA = ["video_share", "news_share", "top_share", "ctr", "weight_change"]
 
 
 def table(settings, seeds, modes, arms, min_impressions: int):
@@ -254,7 +257,8 @@ def table(settings, seeds, modes, arms, min_impressions: int):
             stats = {k: report.Stat.of([x[k] for x in summaries]) for k in FIGURES + EXTRA}
             paper = PAPER.get("dqn" if s.module == ab_test.DQN else s.name)
             md.append([s.label, mode] + [stats[k].text(1, percent=True) for k in FIGURES]
-                      + [stats[k].text(1, percent=True) for k in ("video_share", "news_share")]
+                      + [stats[k].text(1, percent=True)
+                         for k in ("video_share", "news_share", "top_share")]
                       + [stats["ctr"].text(4), "" if mode == "frozen" else
                          stats["weight_change"].text(2, percent=True), str(len(summaries)),
                          f"{100 * paper[0]:.1f}% / {100 * paper[1]:.1f}%" if paper else ""])
@@ -266,7 +270,8 @@ def table(settings, seeds, modes, arms, min_impressions: int):
 
 MD_HEADER = (["model", "mode"] + [f"{g} {cell} {k}" for g, _ in GROUPS for cell in ("hour", "day")
                                   for k in ("max", "mean")]
-             + ["video share", "news share", "CTR", "weight change per update", "seeds",
+             + ["video share", "news share", "largest channel's share", "CTR",
+                "weight change per update", "seeds",
                 "paper video hour max / mean"])
 
 

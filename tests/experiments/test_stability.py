@@ -55,6 +55,8 @@ def test_arm_summary_by_hand():
     # whole days: video 1800/3000 = 0.6 -> 1600/3000: 1/9; news 600/3000 -> 700/3000: 1/6
     assert s["video_day_max"] == pytest.approx(1 / 9) and s["news_day_mean"] == pytest.approx(1 / 6)
     assert s["video_share"] == pytest.approx((7 * 1800 + 7 * 1600) / (7 * 3000 + 7 * 3000))
+    # channels over both weeks: 7 x [600, 600, 900, 900] + 7 x [700, 700, 800, 800]
+    assert s["top_share"] == pytest.approx(1700 / 6000)
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +201,8 @@ def test_table_and_chart_from_saved_arms(tmp_path):
     assert md[1][header.index("news hour mean")] == f"{100 * news:.1f}%"   # one seed
     assert md[0][-1] == "18.0% / 11.7%" and md[1][-1] == "4.5% / 1.4%"
     assert md[0][header.index("weight change per update")] == "2.00 ± 0.00%"
+    # news over both weeks: (7 x 100 + 7 x 150) / (7 x 400 + 7 x 450), the largest channel
+    assert md[0][header.index("largest channel's share")] == f"{100 * 1750 / 5950:.1f} ± 0.0%"
     assert rows[0][:4] == ["dqn_gru", "DQN (GRU)", "daily", 2]
     assert len(rows[0]) == len(stability.csv_header())
     pytest.importorskip("matplotlib")
