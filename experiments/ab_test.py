@@ -88,10 +88,10 @@ def table_rows(settings: list[grid.Setting], item_scores: list[str]) -> list[Row
     return rows
 
 
-def define_flags() -> None:
-    flags.DEFINE_string("data_dir", "datasets/sim_small", "IRecSim dataset folder (generated "
-                        "if missing); its world is the online system.")
-    flags.DEFINE_string("data_flagfile", "configs/sim_small.flags",
+def define_model_flags(data_dir: str, data_flagfile: str, data_help: str) -> None:
+    """The dataset and the trainers' flags of an online experiment (here and stability.py)."""
+    flags.DEFINE_string("data_dir", data_dir, data_help)
+    flags.DEFINE_string("data_flagfile", data_flagfile,
                         "data.generate preset used when --data_dir holds no dataset.")
     flags.DEFINE_string("hrl_flagfile", "configs/quickstart.flags",
                         "hrl_rec.train flagfile of every HRL-Rec arm.")
@@ -99,6 +99,11 @@ def define_flags() -> None:
     flags.DEFINE_string("dqn_flagfile", "configs/dqn.flags",
                         "baselines.dqn_train flagfile of every DQN arm.")
     flags.DEFINE_multi_string("dqn_flag", [], "A flag added to every DQN run (repeatable).")
+
+
+def define_flags() -> None:
+    define_model_flags("datasets/sim_small", "configs/sim_small.flags", "IRecSim dataset folder "
+                       "(generated if missing); its world is the online system.")
     flags.DEFINE_list("settings", ["hrl_rec"], f"Rows, from {[s[0] for s in SETTINGS]}.")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds; each trained model is an arm.")
     flags.DEFINE_integer("start_day", -1, "First served day; -1 = the dataset's first test day.")

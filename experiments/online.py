@@ -110,9 +110,9 @@ class OnlineMetrics:
         self.user_clicks = np.zeros(n_users, np.int64)
         self.active = np.zeros(n_users, bool)
         self.watched = np.zeros((n_users, n_tags + 1), bool)
-        self.channel_impressions = np.zeros((n_days, n_channels), np.int64)
-        self.channel_clicks = np.zeros((n_days, n_channels), np.int64)
+        # impressions per day, hour and channel; per day and channel is its sum over hours
         self.hourly = np.zeros((n_days, 24, n_channels), np.int64)
+        self.channel_clicks = np.zeros((n_days, n_channels), np.int64)
 
     def add(self, world: World, req, slates: np.ndarray, fb) -> None:
         clicked = fb.clicked.astype(bool)
@@ -128,14 +128,13 @@ class OnlineMetrics:
         self.watched[users[hit], fb.tags[hit]] = True
         channel = world.items.channel[slates]
         day = req.day
-        self.channel_impressions[day] += np.bincount(channel.ravel(),
-                                                     minlength=len(CHANNELS))
         self.channel_clicks[day] += np.bincount(channel[clicked], minlength=len(CHANNELS))
-        hours = np.broadcast_to(req.context[:, :1], channel.shape)
-        np.add.at(self.hourly[day], (hours.ravel(), channel.ravel()), 1)
+        cell = req.context[:, :1] * len(CHANNELS) + channel  # (hour, channel) of each slot
+        self.hourly[day] += np.bincount(cell.ravel(), minlength=24 * len(CHANNELS)).reshape(
+            24, len(CHANNELS))
 
     def report(self, days: list[int]) -> dict:
-        ci = self.channel_impressions[days]
+        ci = self.hourly[days].sum(1)
         return {"impressions": self.impressions, "clicks": self.clicks,
                 "requests": self.requests, "sessions": self.sessions, "users": self.n_users,
                 "active_users": int(self.active.sum()),

@@ -80,7 +80,7 @@ def print_written(output_dir: str, files: list[str], png: str, drawn: bool) -> N
           + (f", {png}" if drawn else f" (no {png}: pip install matplotlib)"), flush=True)
 
 
-def _pyplot():
+def pyplot():
     """matplotlib.pyplot without a display, or None when matplotlib is not installed."""
     try:
         import matplotlib
@@ -91,7 +91,7 @@ def _pyplot():
     return plt
 
 
-def _save_png(plt, fig, path: str) -> None:
+def save_png(plt, fig, path: str) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
@@ -106,7 +106,7 @@ def write_interval_chart(path: str, title: str, labels: list[str], stats: list[S
     more than `span` from the median mean are written as text at the edge, so that one collapsed
     setting does not flatten the others. -> the labels written off scale, or None (and nothing
     written) when matplotlib is not installed."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return None
     means = np.array([s.mean for s in stats])
@@ -140,7 +140,7 @@ def write_interval_chart(path: str, title: str, labels: list[str], stats: list[S
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     fig.tight_layout()
-    _save_png(plt, fig, path)
+    save_png(plt, fig, path)
     return off
 
 
@@ -158,7 +158,7 @@ class Panel:
 def write_sweep_chart(path: str, title: str, panels: list[Panel], ylabel: str) -> bool:
     """Panels side by side: each seed's value (grey dots) and the mean ± std (black line) at each
     x. -> whether it was written (False: matplotlib is not installed)."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return False
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
@@ -180,5 +180,5 @@ def write_sweep_chart(path: str, title: str, panels: list[Panel], ylabel: str) -
         ax.legend(loc="best", fontsize="small")
     fig.suptitle(title)
     fig.tight_layout()
-    _save_png(plt, fig, path)
+    save_png(plt, fig, path)
     return True

@@ -47,16 +47,9 @@ PAPER = {"dqn": (0.180, 0.117), "hrl_rec": (0.045, 0.014)}
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("data_dir", "datasets/sim_stability", "IRecSim dataset folder with one "
-                        "user shard and at least 14 test days (generated if missing).")
-    flags.DEFINE_string("data_flagfile", "configs/sim_stability.flags",
-                        "data.generate preset used when --data_dir holds no dataset.")
-    flags.DEFINE_string("hrl_flagfile", "configs/quickstart.flags",
-                        "hrl_rec.train flagfile of the HRL-Rec models.")
-    flags.DEFINE_multi_string("hrl_flag", [], "A flag added to every HRL-Rec run (repeatable).")
-    flags.DEFINE_string("dqn_flagfile", "configs/dqn.flags",
-                        "baselines.dqn_train flagfile of the DQN models.")
-    flags.DEFINE_multi_string("dqn_flag", [], "A flag added to every DQN run (repeatable).")
+    ab_test.define_model_flags("datasets/sim_stability", "configs/sim_stability.flags",
+                               "IRecSim dataset folder with one user shard and at least 14 "
+                               "test days (generated if missing).")
     flags.DEFINE_list("settings", ["dqn_gru", "hrl_rec"],
                       f"Models, from {[s[0] for s in ab_test.SETTINGS]}.")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds; each trained model serves.")
@@ -289,7 +282,7 @@ def hourly_shares(arm: dict, channels: list[int]) -> tuple[np.ndarray, np.ndarra
 
 
 def write_chart(path: str, settings, arms, seed: int, mode: str) -> bool:
-    plt = report._pyplot()
+    plt = report.pyplot()
     if plt is None:
         return False
     shown = [s for s in settings if (s.name, seed, mode) in arms]
@@ -310,7 +303,7 @@ def write_chart(path: str, settings, arms, seed: int, mode: str) -> bool:
     axes[-1][0].set_xlabel("hour of the served week")
     axes[0][0].legend(fontsize="small")
     fig.tight_layout()
-    report._save_png(plt, fig, path)
+    report.save_png(plt, fig, path)
     return True
 
 
