@@ -34,20 +34,27 @@ class DQNRunner(runner.Runner):
         return dqn_learner.evaluate(self.learner, ds)
 
 
-def main(argv):
-    del argv
+def train(config_class, validate, runner_class, name) -> None:
+    """A Table 3 baseline's run from the flags: `config_class` read from them and checked by
+    `validate` (a ValueError names the flag), the dataset made if missing, then hrl_rec's run
+    loop with `runner_class`; `name(cfg)` is what the first log line calls the model."""
     try:
-        cfg = from_flags(dqn.DQNConfig)
-        dqn.validate(cfg)
+        cfg = from_flags(config_class)
+        validate(cfg)
     except (ValueError, flags.ValidationError) as e:
         raise app.UsageError(str(e)) from None
     ensure_dataset(FLAGS.data_dir, FLAGS.data_flagfile)
     validate_dataset()
     settings = run_settings()
-    record = {name: FLAGS[name].value for name in RUN_FLAGS + [
-        f.name for f in dataclasses.fields(dqn.DQNConfig)]}
-    print(f"training {cfg.variant} into {settings.model_dir}", flush=True)
-    runner.run(cfg, settings, record, runner_class=DQNRunner)
+    record = {name_: FLAGS[name_].value for name_ in RUN_FLAGS + [
+        f.name for f in dataclasses.fields(config_class)]}
+    print(f"training {name(cfg)} into {settings.model_dir}", flush=True)
+    runner.run(cfg, settings, record, runner_class=runner_class)
+
+
+def main(argv):
+    del argv
+    train(dqn.DQNConfig, dqn.validate, DQNRunner, lambda cfg: cfg.variant)
 
 
 if __name__ == "__main__":

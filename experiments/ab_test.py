@@ -14,8 +14,9 @@ cosine of a^h_t and the candidates (Sec. 3.5). Every seed's model is an arm; the
 each metric's change over the base as mean ± std over seeds.
 
 Rows (--settings): the DQN variants (baselines/dqn.py, trained by baselines.dqn_train at
---dqn_flagfile), "DDPG (hierarchical)" = HRL-Rec trained without L_c (no_click_loss, served by the
-cosine), HRL-Rec. The paper's flat DDPG row has no implementation here yet; the table says so.
+--dqn_flagfile), the flat DDPG (baselines/ddpg.py, baselines.ddpg_train at --ddpg_flagfile),
+"DDPG (hierarchical)" = HRL-Rec trained without L_c (no_click_loss, served by the cosine),
+HRL-Rec.
 Writes --output_dir/table3.md, table3.csv (per setting), table3_arms.csv (per arm, with channel
 shares per day) and table3.png.
 """
@@ -33,15 +34,18 @@ from data.sim_config import CHANNELS
 from experiments import grid, report
 
 FLAGS = flags.FLAGS
-HRL, DQN = "hrl_rec.train", "baselines.dqn_train"
+HRL, DQN, DDPG = "hrl_rec.train", "baselines.dqn_train", "baselines.ddpg_train"
 
-# (name, row label, trainer, its flags on top of --hrl_flagfile or --dqn_flagfile); the
-# paper's Table 3 order.
+# (name, row label, trainer, its flags on top of the trainer's flagfile: --hrl_flagfile,
+# --dqn_flagfile or --ddpg_flagfile); the paper's Table 3 order.
 SETTINGS = (
     # Flat Q agents (baselines/dqn.py): each picks every slot's item from all channels.
     ("dqn_lr", "DQN (LR)", DQN, ("--variant=dqn_lr",)),
     ("dqn_gru", "DQN (GRU)", DQN, ("--variant=dqn_gru",)),
     ("dd_dqn", "Double-Dueling DQN", DQN, ("--variant=dd_dqn",)),
+    # One actor-critic agent (HRL-Rec's item recommender without the channel selector) picks
+    # every slot's item from all channels by the cosine of its action (baselines/ddpg.py).
+    ("ddpg", "DDPG (flat)", DDPG, ()),
     # The paper's "DDPG (hierarchical)": both agents and the diversity and novelty rewards, but
     # without the supervised click loss L_c, which "further improves" it into HRL-Rec (Sec. 4.5,
     # (2f) and (3)). The same command as Table 4's `no_click_loss`, so those runs serve here;
@@ -56,6 +60,7 @@ SETTINGS = (
 # The paper's Table 3 over the base model, in percent (CTR, ACN). It gives AWT only as one
 # change between models: +1.98% "from DDPG to DDPG (hierarchical) and HRL-Rec".
 PAPER = {"dqn_lr": (4.17, 3.72), "dqn_gru": (5.27, 4.77), "dd_dqn": (5.40, 5.41),
+         "ddpg": (5.80, 7.82),
          "no_click_loss": (6.07, 10.43), "hrl_rec": (6.34, 11.67)}
 METRICS = (("ctr", "CTR"), ("acn", "ACN"), ("awt", "AWT"))
 
@@ -70,7 +75,8 @@ class Row(NamedTuple):
 
 def table_rows(settings: list[grid.Setting], item_scores: list[str]) -> list[Row]:
     """Each HRL-Rec setting served by each item score (except f for one trained without L_c:
-    its f is the untrained initialisation); a DQN setting once, by its Q."""
+    its f is the untrained initialisation); a flat agent's setting once, by its own score
+    (a DQN's Q, the flat DDPG's cosine)."""
     from hrl_rec.config import ITEM_SCORES
     unknown = [x for x in item_scores if x not in ITEM_SCORES]
     if unknown or not item_scores:
@@ -99,6 +105,10 @@ def define_model_flags(data_dir: str, data_flagfile: str, data_help: str) -> Non
     flags.DEFINE_string("dqn_flagfile", "configs/dqn.flags",
                         "baselines.dqn_train flagfile of every DQN arm.")
     flags.DEFINE_multi_string("dqn_flag", [], "A flag added to every DQN run (repeatable).")
+    flags.DEFINE_string("ddpg_flagfile", "configs/ddpg.flags",
+                        "baselines.ddpg_train flagfile of the flat DDPG arms.")
+    flags.DEFINE_multi_string("ddpg_flag", [], "A flag added to every flat DDPG run "
+                              "(repeatable).")
 
 
 def define_flags() -> None:
@@ -119,23 +129,22 @@ def define_flags() -> None:
 
 
 def grid_settings(names, data_dir, data_flagfile, hrl_flagfile, hrl_flags, dqn_flagfile="",
-                  dqn_flags=()) -> list[grid.Setting]:
+                  dqn_flags=(), ddpg_flagfile="", ddpg_flags=()) -> list[grid.Setting]:
     """The chosen rows in the paper's order; HRL-Rec rows are hrl_rec.train at --hrl_flagfile,
-    DQN rows baselines.dqn_train at --dqn_flagfile."""
+    DQN rows baselines.dqn_train at --dqn_flagfile, the flat DDPG baselines.ddpg_train at
+    --ddpg_flagfile."""
     known = [name for name, _, _, _ in SETTINGS]
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise ValueError(f"--settings: unknown {unknown}; expected some of {known}")
+    trainer = {HRL: (hrl_flagfile, hrl_flags), DQN: (dqn_flagfile, dqn_flags),
+               DDPG: (ddpg_flagfile, ddpg_flags)}
     rows = []
     for name, label, module, args in SETTINGS:
-        if name not in names:
-            continue
-        if module == HRL:
+        if name in names:
+            flagfile, extra = trainer[module]
             rows.append(grid.Setting(name, label, module, grid.hrl_rec_args(
-                hrl_flagfile, data_dir, data_flagfile, (*hrl_flags, *args))))
-        else:
-            rows.append(grid.Setting(name, label, module, grid.hrl_rec_args(
-                dqn_flagfile, data_dir, data_flagfile, (*dqn_flags, *args))))
+                flagfile, data_dir, data_flagfile, (*extra, *args))))
     return rows
 
 
@@ -237,7 +246,7 @@ def main(argv):
     try:
         settings = grid_settings(FLAGS.settings, FLAGS.data_dir, FLAGS.data_flagfile,
                                  FLAGS.hrl_flagfile, FLAGS.hrl_flag, FLAGS.dqn_flagfile,
-                                 FLAGS.dqn_flag)
+                                 FLAGS.dqn_flag, FLAGS.ddpg_flagfile, FLAGS.ddpg_flag)
         rows = table_rows(settings, FLAGS.item_scores)
     except ValueError as e:
         raise app.UsageError(str(e)) from None
@@ -286,12 +295,12 @@ def main(argv):
              f"{cfg.n_users} users; served days {base['days'][0]}-{base['days'][-1]} (the test "
              f"days; earlier days replay the dataset). Models: HRL-Rec `{FLAGS.hrl_flagfile}` "
              f"{' '.join(FLAGS.hrl_flag)}, DQN `{FLAGS.dqn_flagfile}` "
-             f"{' '.join(FLAGS.dqn_flag)}; seeds {', '.join(map(str, seeds))}, epsilon "
+             f"{' '.join(FLAGS.dqn_flag)}, flat DDPG `{FLAGS.ddpg_flagfile}` "
+             f"{' '.join(FLAGS.ddpg_flag)}; seeds {', '.join(map(str, seeds))}, epsilon "
              f"{FLAGS.epsilon:g}.",
              "ACN = clicks per user of the population, AWT = distinct tags of clicked items per "
              "user; the changes are over the base arm, mean ± sample std over training seeds.",
-             "The paper gives AWT only as +1.98% from DDPG to DDPG (hierarchical) and HRL-Rec. "
-             "Not built: its (flat) DDPG row.",
+             "The paper gives AWT only as +1.98% from DDPG to DDPG (hierarchical) and HRL-Rec.",
              "Regenerate: `python -m experiments.ab_test --flagfile=configs/ab_test.flags`."]
     text, drawn = write_table(FLAGS.output_dir, rows, arms, base, seeds, notes, references)
     print(text, flush=True)

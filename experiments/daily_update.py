@@ -9,9 +9,10 @@ in the last `window_days` days (d - window_days, d], starting from its current w
      history context, exactly as a dataset's test split does;
   2. that split is written as a one-shard `train` split of a scratch dataset (WORK_DIR/window,
      rewritten each day, with the served dataset's metadata.json and items.npz);
-  3. `epochs` passes of the model's own learner (hrl_rec.learner.Learner or baselines.
-     dqn_learner.DQNLearner, the trainer's settings read from the run's eval.json) run over its
-     shuffled list batches (data.pipeline.list_dataset, offline candidates as in training).
+  3. `epochs` passes of the model's own learner (hrl_rec.learner.Learner, baselines.
+     dqn_learner.DQNLearner or baselines.ddpg_learner.DDPGLearner, the trainer's settings read
+     from the run's eval.json) run over its shuffled list batches (data.pipeline.list_dataset,
+     offline candidates as in training).
 The serving policy reads the same Keras variables, so the next day is served by the updated
 model. The target networks start as copies of the served model and the optimizers' moments
 start at zero when the online period starts (the run's checkpoint holds the training-end state,
@@ -35,8 +36,10 @@ from data.sim_world import DAY
 
 
 def learner_for(model, model_dir: str, seed: int = 0):
-    """The learner the run in `model_dir` trained `model` with: HRL-Rec's or a DQN's, with the
-    run's settings (eval.json's `flags`) -> (learner, its config)."""
+    """The learner the run in `model_dir` trained `model` with: HRL-Rec's, a DQN's or the flat
+    DDPG's, with the run's settings (eval.json's `flags`) -> (learner, its config)."""
+    from baselines.ddpg import DDPGConfig, FlatDDPG
+    from baselines.ddpg_learner import DDPGLearner
     from baselines.dqn import DQNConfig, QNetwork
     from baselines.dqn_learner import DQNLearner
     from hrl_rec.config import HRLConfig
@@ -47,8 +50,9 @@ def learner_for(model, model_dir: str, seed: int = 0):
         raise FileNotFoundError(f"{path} not found: daily updates need the run's settings")
     with open(path) as f:
         recorded = json.load(f).get("flags", {})
-    config_class, learner_class = ((DQNConfig, DQNLearner) if isinstance(model, QNetwork)
-                                   else (HRLConfig, Learner))
+    config_class, learner_class = {QNetwork: (DQNConfig, DQNLearner),
+                                   FlatDDPG: (DDPGConfig, DDPGLearner)}.get(
+                                       type(model), (HRLConfig, Learner))
     names = [f.name for f in dataclasses.fields(config_class)]
     missing = [n for n in names if n not in recorded]
     if missing:

@@ -151,18 +151,20 @@ class OnlineMetrics:
 
 
 def load_model(model_dir: str):
-    """The model a hrl_rec.train or baselines.dqn_train run saved in `model_dir` (model.keras):
-    an HRLRec or a QNetwork."""
+    """The model a hrl_rec.train, baselines.dqn_train or baselines.ddpg_train run saved in
+    `model_dir` (model.keras): an HRLRec, a QNetwork or a FlatDDPG."""
     import keras
 
-    from baselines.dqn import QNetwork  # importing them registers the layers for loading
+    from baselines.ddpg import FlatDDPG  # importing them registers the layers for loading
+    from baselines.dqn import QNetwork
     from hrl_rec.model import HRLRec
     path = os.path.join(model_dir, "model.keras")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: train the model first (hrl_rec.train)")
     model = keras.models.load_model(path)
-    if not isinstance(model, (HRLRec, QNetwork)):
-        raise ValueError(f"{path} holds a {type(model).__name__}, not an HRL-Rec or DQN model")
+    if not isinstance(model, (HRLRec, QNetwork, FlatDDPG)):
+        raise ValueError(f"{path} holds a {type(model).__name__}, not an HRL-Rec, DQN or flat "
+                         "DDPG model")
     return model
 
 
@@ -179,19 +181,24 @@ def logging_arm(epsilon: float, quotas: bool = True):
 
 def model_arm(model, world: World, epsilon: float = 0.0, seed: int = 0,
               item_score: str = "cosine"):
-    """HRL-Rec (hrl_rec.policy.SlatePolicy) or a DQN (baselines.dqn_policy.QSlatePolicy)
-    serving from the env's candidates; epsilon > 0 is Sec. 3.5's online exploration, item_score
-    the HRA's item choice (cosine or click; HRL-Rec only)."""
+    """HRL-Rec (hrl_rec.policy.SlatePolicy), a DQN (baselines.dqn_policy.QSlatePolicy) or the
+    flat DDPG (baselines.ddpg_policy.DDPGSlatePolicy) serving from the env's candidates;
+    epsilon > 0 is Sec. 3.5's online exploration, item_score the HRA's item choice (cosine or
+    click; HRL-Rec only)."""
     import tensorflow as tf
 
+    from baselines.ddpg import FlatDDPG
+    from baselines.ddpg_policy import DDPGSlatePolicy
     from baselines.dqn import QNetwork
     from baselines.dqn_policy import QSlatePolicy
     from hrl_rec.export import request_signature
     from hrl_rec.policy import SlatePolicy
-    if isinstance(model, QNetwork):
+    flat = {QNetwork: QSlatePolicy, FlatDDPG: DDPGSlatePolicy}.get(type(model))
+    if flat is not None:
         if item_score != "cosine":
-            raise ValueError(f"item_score={item_score!r}: a DQN serves by its Q only")
-        slate_policy = QSlatePolicy(model, world.config.list_size, epsilon, seed)
+            raise ValueError(f"item_score={item_score!r}: a {type(model).__name__} serves by "
+                             "its own score only")
+        slate_policy = flat(model, world.config.list_size, epsilon, seed)
     else:
         slate_policy = SlatePolicy(model, world.config.list_size, epsilon, seed, item_score)
     # one trace for every batch size (the number of requests changes at every step)

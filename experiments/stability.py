@@ -313,7 +313,7 @@ def main(argv):
         seeds = grid.parse_seeds(FLAGS.seeds)
         settings = ab_test.grid_settings(FLAGS.settings, FLAGS.data_dir, FLAGS.data_flagfile,
                                          FLAGS.hrl_flagfile, FLAGS.hrl_flag, FLAGS.dqn_flagfile,
-                                         FLAGS.dqn_flag)
+                                         FLAGS.dqn_flag, FLAGS.ddpg_flagfile, FLAGS.ddpg_flag)
     except ValueError as e:
         raise app.UsageError(str(e)) from None
     unknown = [m for m in FLAGS.modes if m not in MODES]

@@ -77,7 +77,11 @@ class Critic(keras.layers.Layer):
         return {**super().get_config(), "direction": self.direction, "bilinear": self.bilinear}
 
 
-class _Agent(keras.layers.Layer):
+class Agent(keras.layers.Layer):
+    """One agent: behaviour fields of `level` -> field self-attention (Eq. 1) -> GRU (Eq. 2)
+    -> s_t, read by an actor (Eq. 3 / 6) and `n_critics` critics (Eq. 5 / 8). Subclasses set
+    `level` ("channel" or "item") and say what `call` returns."""
+
     level = ""
 
     def __init__(self, spec: dict, max_seq_len: int = 50, embedding_dim: int = 32,
@@ -163,7 +167,7 @@ class _Agent(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class ChannelSelector(_Agent):
+class ChannelSelector(Agent):
     """LRA (Sec. 3.2): s^l_t from channel-level behaviour fields; actor Eq. 3; critic Eq. 5.
 
     call(window) -> s^l [B, L - m + 1, d_h]. The channel c_t is the channel of the candidate
@@ -177,7 +181,7 @@ class ChannelSelector(_Agent):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class ItemRecommender(_Agent):
+class ItemRecommender(Agent):
     """HRA (Sec. 3.3): s^h_t = [GRU state of item-level behaviours ; e(c_t)], where c_t is the
     channel constraint given by the LRA; actor Eq. 6; critic Eq. 8.
 

@@ -180,7 +180,7 @@ class HRLRec(keras.Model):
         """Both agents over a list batch. `noise` is the sigma of the Gaussian action noise
         (Sec. 3.4); `seed` a stateless seed [2] for it. Without actions (a target pass) only
         the logged items are embedded, not the sampled candidates. `per_slot`: the states by
-        the straightforward per-slot reference (`_Agent.sequence_states`)."""
+        the straightforward per-slot reference (`Agent.sequence_states`)."""
         m = self.max_seq_len
         window = window_of(batch)
         s_low = self.lra(window, per_slot=per_slot)

@@ -39,12 +39,12 @@ WINDOW_PARTS = ("item_id", "channel", "slot", "item_fields", "tags", "context", 
 CANDIDATE_PARTS = ("item_id", "channel", "item_fields", "tags", "context")
 
 
-def _cosine_matrix(a, d):
+def cosine_matrix(a, d):
     """a [B, k], d [B, N, k] -> [B, N]."""
     return tf.einsum("bk,bnk->bn", tf.math.l2_normalize(a, -1), tf.math.l2_normalize(d, -1))
 
 
-def _masked_argmax(scores, allowed):
+def masked_argmax(scores, allowed):
     return tf.argmax(tf.where(allowed, scores, tf.fill(tf.shape(scores), -3.0)), axis=-1,
                      output_type=tf.int32)
 
@@ -115,19 +115,19 @@ class SlatePolicy:
                 f = tf.concat([f_hist, *placed_f[name], pad], axis=1)
                 states[name] = self._states(agent, f, window["mask"], h0, t)
             a_low = model.lra.actor(states["lra"])
-            channel_pick = _masked_argmax(_cosine_matrix(a_low, d), available)
+            channel_pick = masked_argmax(cosine_matrix(a_low, d), available)
             c_t = tf.gather(request["cand_channel"], channel_pick, batch_dims=1)
             s_high = model.hra.with_constraint(states["hra"], c_t)
             a_high = model.hra.actor(s_high)
-            sim_high = _cosine_matrix(a_high, d)
+            sim_high = cosine_matrix(a_high, d)
             a = tf.concat([a_low, a_high], -1)
             in_channel = available & tf.equal(request["cand_channel"], c_t[:, None])
             if self.item_score == "click":
                 f_all = model.click.probability(                           # [B, N] in (0, 1)
                     tf.repeat(a[:, None], n, axis=1), d, tf.fill([b, n], t))
-                greedy = _masked_argmax(f_all, in_channel)
+                greedy = masked_argmax(f_all, in_channel)
             else:
-                greedy = _masked_argmax(sim_high, in_channel)
+                greedy = masked_argmax(sim_high, in_channel)
             pick, explore, prob, any_left = self._explore(greedy, available, seed + [0, t])
             item = tf.gather(request["cand_item_id"], pick, batch_dims=1)
             # an item listed twice among the candidates is still shown once
@@ -166,7 +166,7 @@ class SlatePolicy:
             explore = tf.random.stateless_uniform([b], step_seed) < self.epsilon
             gumbel = -tf.math.log(-tf.math.log(tf.random.stateless_uniform(
                 [b, n], step_seed + [1, 0], minval=1e-9, maxval=1.0)))
-            uniform = _masked_argmax(gumbel, available)
+            uniform = masked_argmax(gumbel, available)
             pick = tf.where(explore, uniform, greedy)
             prob = (1.0 - self.epsilon) * tf.cast(pick == greedy, tf.float32) + (
                 self.epsilon / tf.maximum(count, 1.0))
