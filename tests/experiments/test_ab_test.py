@@ -40,6 +40,21 @@ def test_dqn_rows_train_with_their_flagfile_and_serve_once_by_q():
     assert rows[1].label == "Double-Dueling DQN"
 
 
+def test_the_flat_ddpg_row_trains_with_its_flagfile_and_serves_once_by_its_cosine():
+    settings = ab_test.grid_settings(["hrl_rec", "ddpg", "dqn_lr"], "D", "D.flags", "h.flags",
+                                     [], "q.flags", [], "p.flags", ["--epochs=1"])
+    assert [(s.name, s.module) for s in settings] == [
+        ("dqn_lr", "baselines.dqn_train"), ("ddpg", "baselines.ddpg_train"),
+        ("hrl_rec", "hrl_rec.train")]
+    assert settings[1].args == ("--flagfile=p.flags", "--data_dir=D", "--data_flagfile=D.flags",
+                                "--epochs=1")
+    rows = ab_test.table_rows(settings, ["cosine", "click"])
+    assert [(r.name, r.item_score) for r in rows] == [
+        ("dqn_lr", "cosine"), ("ddpg", "cosine"), ("hrl_rec", "cosine"),
+        ("hrl_rec+click", "click")]
+    assert rows[1].label == "DDPG (flat)" and ab_test.PAPER["ddpg"] == (5.80, 7.82)
+
+
 def test_ddpg_hierarchical_is_table_4s_run_without_l_c_served_by_the_cosine_only():
     from experiments import ablation
     ours = ab_test.grid_settings(["no_click_loss"], "D", "D.flags", "h.flags", [])
@@ -113,6 +128,8 @@ def test_cli_dry_run_and_bad_flags():
            for v in ("dqn_lr", "dqn_gru", "dd_dqn")]
     hrl = f"{sys.executable} -m hrl_rec.train --flagfile=configs/quickstart.flags {data}"
     assert done.stdout.splitlines() == dqn + [  # one training run serves both item scores
+        f"{sys.executable} -m baselines.ddpg_train --flagfile=configs/ddpg.flags {data} "
+        "--seed=2 --model_dir=runs/ab_test/ddpg__2",
         f"{hrl} --click_loss_weight=0 --eval_score=cosine --seed=2 "
         "--model_dir=runs/ab_test/no_click_loss__2",
         f"{hrl} --seed=2 --model_dir=runs/ab_test/hrl_rec__2"]

@@ -127,11 +127,14 @@ def test_a_model_arm_serves_the_candidates_under_the_channel_constraint(sim):
     assert all(len(set(row)) == 10 for row in slates)
 
 
-def test_a_dqn_arm_serves_items_of_every_channel(sim):
+@pytest.mark.parametrize("kind", ["QNetwork", "FlatDDPG"])
+def test_a_flat_agents_arm_serves_items_of_every_channel(sim, kind):
+    from baselines.ddpg import FlatDDPG
     from baselines.dqn import QNetwork
     cfg, world, metadata = sim
-    net = QNetwork(metadata["spec"], encoder="gru", dueling=True, **TINY)
-    with pytest.raises(ValueError, match=r"item_score='click': a DQN serves by its Q only"):
+    net = (QNetwork(metadata["spec"], encoder="gru", dueling=True, **TINY) if kind == "QNetwork"
+           else FlatDDPG(metadata["spec"], critic_direction=True, **TINY))
+    with pytest.raises(ValueError, match=rf"item_score='click': a {kind} serves by its own"):
         online.model_arm(net, world, item_score="click")
     report = online.run_arm(cfg, world, metadata["shards"], online.model_arm(net, world),
                             m=TINY["max_seq_len"])
