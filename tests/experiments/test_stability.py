@@ -162,6 +162,17 @@ def test_learner_for_reads_the_runs_settings(daily_data, tmp_path):
     assert [row[0] for row in learner.weights] == [1.0, 2.0, 1.0, 0.5]  # [channel][click]
 
 
+def test_learner_for_gives_a_flat_ddpg_its_own_learner(daily_data, tmp_path):
+    from baselines.ddpg import DDPGConfig, FlatDDPG
+    from baselines.ddpg_learner import DDPGLearner
+    _, _, _, metadata = daily_data
+    model = FlatDDPG(metadata["spec"], **TINY)
+    cfg = DDPGConfig(**TINY, critic_steps=2, gamma=0.1)
+    (tmp_path / "eval.json").write_text(json.dumps({"flags": _recorded(cfg)}))
+    learner, read = learner_for(model, str(tmp_path))
+    assert isinstance(learner, DDPGLearner) and read == cfg and learner.model is model
+
+
 def test_learner_for_names_what_is_missing(daily_data, tmp_path):
     root, *_ = daily_data
     model = online.load_model(str(root / "run"))
