@@ -121,31 +121,45 @@ class DDPGLearner:
         return norm
 
     def _predict(self, batch):
-        """For the logged items (no noise), all [B, S]: cos(a_t, d_t), the score the agent
-        serves by; Q(s_t, d_t), the critic's value of showing d_t; the real-slot mask."""
+        """For the logged items (no noise): cos(a_t, d_t), the score the agent serves by;
+        Q(s_t, d_t), the critic's value of showing d_t; the real-slot mask (all [B, S]); the
+        actions a_t [B, S, d]."""
         fwd = self.model.forward(batch)
         weight, _ = self.transition_masks(batch)
         s = fwd.s[:, :tf.shape(weight)[1]]
-        return losses.cosine(fwd.a, fwd.logged), self.model.agent.q(s, fwd.logged), weight
+        return (losses.cosine(fwd.a, fwd.logged), self.model.agent.q(s, fwd.logged), weight,
+                fwd.a)
+
+
+def action_alignment(actions) -> float:
+    """Mean cosine of each action [n, d] with the actions' mean direction: 1 when the actor
+    points the same way in every state (it then serves every user the items nearest one
+    direction), near 0 when the directions spread."""
+    unit = actions / np.maximum(np.linalg.norm(actions, axis=-1, keepdims=True), 1e-12)
+    mean = unit.mean(0)
+    return float((unit @ (mean / max(np.linalg.norm(mean), 1e-12))).mean())
 
 
 def evaluate(learner: DDPGLearner, ds) -> dict:
     """Over every logged impression of `ds`: `auc` of cos(a_t, d_t) as a click score (what the
-    agent serves by, so what chooses the best epoch), `auc_q` of the critic's Q(s_t, d_t), the
-    oracle AUC of the true click probabilities when the data has them."""
-    labels, cosines, qs, oracle = [], [], [], []
+    agent serves by, so what chooses the best epoch), `auc_q` of the critic's Q(s_t, d_t),
+    `action_alignment` of the actions, the oracle AUC of the true click probabilities when the
+    data has them."""
+    labels, cosines, qs, actions, oracle = [], [], [], [], []
     for batch in ds:
-        cos, q, weight = learner.predict(batch)
+        cos, q, weight, a = learner.predict(batch)
         keep = weight.numpy() > 0
         cosines.append(cos.numpy()[keep])
         qs.append(q.numpy()[keep])
+        actions.append(a.numpy()[keep])
         labels.append(batch["clicked"][:, learner.m:].numpy()[keep])
         oracle.append(batch["true_ctr"][:, learner.m:].numpy()[keep])
     y, c, q, o = (np.concatenate(x) for x in (labels, cosines, qs, oracle))
     if len(np.unique(y)) < 2:
         raise ValueError("evaluation data needs both clicked and unclicked impressions")
     out = {"auc": float(roc_auc_score(y, c)), "auc_q": float(roc_auc_score(y, q)),
-           "q_mean": float(q.mean()), "impressions": int(len(y))}
+           "q_mean": float(q.mean()), "impressions": int(len(y)),
+           "action_alignment": action_alignment(np.concatenate(actions))}
     if (o >= 0).all():
         out["oracle_auc"] = float(roc_auc_score(y, o))
     return out

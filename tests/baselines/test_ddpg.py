@@ -127,6 +127,13 @@ def test_the_critic_updates_more_often_than_the_actor_and_the_target_follows():
     assert float(first["data/transitions"]) == 3 * 10 - 3
 
 
+def test_action_alignment_by_hand():
+    # unit actions (1, 0) and (0, 1): mean direction (1, 1) / sqrt 2, each at cos 1 / sqrt 2
+    actions = np.array([[2.0, 0.0], [0.0, 0.5]])
+    assert ddpg_learner.action_alignment(actions) == pytest.approx(2 ** -0.5)
+    assert ddpg_learner.action_alignment(np.array([[1.0, 1.0], [3.0, 3.0]])) == pytest.approx(1)
+
+
 def test_save_load_round_trip_gives_the_same_scores(tmp_path):
     batch = list_batch()
     for window in ("sliding", "prefix"):
@@ -187,6 +194,7 @@ def test_the_runner_trains_evaluates_and_saves_a_flat_ddpg(sim_data, tmp_path):
         data_dir=str(sim_data), model_dir=str(tmp_path), epochs=1, eval_batch_size=64),
         runner_class=DDPGRunner)
     assert 0 < report["auc"] < 1 and 0 < report["auc_q"] < 1 and 0 < report["valid_auc"] < 1
+    assert -1 <= report["action_alignment"] <= 1
     assert report["best_epoch"] == 1 and "oracle_auc" in report
     saved = json.loads((tmp_path / "eval.json").read_text())
     assert saved["auc"] == report["auc"]
