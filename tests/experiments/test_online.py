@@ -165,5 +165,5 @@ def test_load_model_names_a_missing_file_and_a_model_of_another_kind(tmp_path):
         online.load_model(str(tmp_path / "nope"))
     other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     other.save(tmp_path / "model.keras")
-    with pytest.raises(ValueError, match=r"model.keras holds a Sequential, not an HRL-Rec or"):
+    with pytest.raises(ValueError, match=r"model.keras holds a Sequential, not an HRL-Rec, DQN or flat"):
         online.load_model(str(tmp_path))
