@@ -34,10 +34,10 @@ class DQNRunner(runner.Runner):
         return dqn_learner.evaluate(self.learner, ds)
 
 
-def train(config_class, validate, runner_class, name) -> None:
+def train(config_class, validate, runner_class, describe) -> None:
     """A Table 3 baseline's run from the flags: `config_class` read from them and checked by
     `validate` (a ValueError names the flag), the dataset made if missing, then hrl_rec's run
-    loop with `runner_class`; `name(cfg)` is what the first log line calls the model."""
+    loop with `runner_class`; `describe(cfg)` is what the first log line calls the model."""
     try:
         cfg = from_flags(config_class)
         validate(cfg)
@@ -46,9 +46,9 @@ def train(config_class, validate, runner_class, name) -> None:
     ensure_dataset(FLAGS.data_dir, FLAGS.data_flagfile)
     validate_dataset()
     settings = run_settings()
-    record = {name_: FLAGS[name_].value for name_ in RUN_FLAGS + [
+    record = {name: FLAGS[name].value for name in RUN_FLAGS + [
         f.name for f in dataclasses.fields(config_class)]}
-    print(f"training {name(cfg)} into {settings.model_dir}", flush=True)
+    print(f"training {describe(cfg)} into {settings.model_dir}", flush=True)
     runner.run(cfg, settings, record, runner_class=runner_class)
 
 
