@@ -34,7 +34,7 @@ from data.config_flags import help_field
 from hrl_rec.agents import Agent
 from hrl_rec.features import PACKAGE, ItemEncoder, embedding_tables
 from hrl_rec.losses import cosine
-from hrl_rec.model import candidate_items, slot_items, window_of
+from hrl_rec.model import candidate_items, window_of
 
 TARGET_Q = ("ddpg", "double")
 
@@ -156,22 +156,22 @@ class FlatDDPG(keras.Model):
         ids = {id(v) for v in self.critic_variables}
         return [v for v in self.trainable_variables if id(v) not in ids]
 
-    def forward(self, batch: dict, noise: float = 0.0, seed=None,
-                with_actions: bool = True) -> FlatForward:
+    def states(self, batch: dict) -> tf.Tensor:
+        """s [B, S + 1, d_h]: the states before each slot and after the last (all a target
+        pass needs)."""
+        return self.agent(window_of(batch))
+
+    def forward(self, batch: dict, noise: float = 0.0, seed=None) -> FlatForward:
         """The agent over a list batch; `noise` is the sigma of the Gaussian action noise and
-        `seed` a stateless seed [2] for it. Without actions (a target pass) only the logged
-        items are embedded."""
+        `seed` a stateless seed [2] for it."""
         m = self.max_seq_len
-        s = self.agent(window_of(batch))
+        s = self.states(batch)
         n_slots = tf.shape(batch["mask"])[1] - m
-        items = candidate_items(batch, m)[0] if with_actions else slot_items(batch, m)
-        cand = self.items(items)
-        a = None
-        if with_actions:
-            a = self.agent.actor(s[:, :-1])
-            if noise > 0:
-                seed = tf.zeros([2], tf.int32) if seed is None else seed
-                a += noise * tf.random.stateless_normal(tf.shape(a), seed)
+        cand = self.items(candidate_items(batch, m)[0])
+        a = self.agent.actor(s[:, :-1])
+        if noise > 0:
+            seed = tf.zeros([2], tf.int32) if seed is None else seed
+            a += noise * tf.random.stateless_normal(tf.shape(a), seed)
         return FlatForward(s, a, cand[:, :n_slots], cand)
 
     def call(self, batch):

@@ -52,20 +52,20 @@ class DDPGLearner:
     def transition_masks(self, batch):
         return transition_masks(batch, self.m)
 
-    def next_actions(self, fwd, tgt, seed):
+    def next_actions(self, fwd, s_target, seed):
         """a'_{t+1} [B, S, d] by --target_q (see the module docstring), with the training
-        noise."""
+        noise; `s_target` [B, S + 1, d_h] are the target network's states."""
         if self.cfg.target_q == "double":
             a = self.model.agent.actor(tf.stop_gradient(fwd.s[:, 1:]))
         else:
-            a = self.target.agent.actor(tgt.s[:, 1:])
+            a = self.target.agent.actor(s_target[:, 1:])
         if self.cfg.action_noise > 0:
             a += self.cfg.action_noise * tf.random.stateless_normal(tf.shape(a), seed + [0, 1])
         return tf.stop_gradient(a)
 
-    def targets(self, fwd, tgt, reward, done, seed):
+    def targets(self, fwd, s_target, reward, done, seed):
         """y [B, S] of Eq. 12 from the target network's next states."""
-        q_next = self.target.agent.q(tgt.s[:, 1:], self.next_actions(fwd, tgt, seed))
+        q_next = self.target.agent.q(s_target[:, 1:], self.next_actions(fwd, s_target, seed))
         return losses.td_target(reward, q_next, done, self.cfg.gamma)
 
     def _train_step(self, batch):
@@ -73,11 +73,11 @@ class DDPGLearner:
         seed = tf.stack([tf.constant(self.seed, tf.int64), self.step])
         weight, done = self.transition_masks(batch)
         reward = tf.cast(batch["clicked"][:, m:], tf.float32)
-        tgt = self.target.forward(batch, with_actions=False)
+        s_target = self.target.states(batch)
         n_slots = tf.shape(weight)[1]
         with tf.GradientTape() as tape:
             fwd = model.forward(batch, noise=cfg.action_noise, seed=seed)
-            y = self.targets(fwd, tgt, reward, done, seed)
+            y = self.targets(fwd, s_target, reward, done, seed)
             s = fwd.s[:, :n_slots]
             critic = losses.critic_loss(model.agent.q(s, fwd.logged), y, weight)
             actor = losses.actor_loss(model.agent.q(tf.stop_gradient(s), fwd.a, frozen=True),

@@ -58,15 +58,15 @@ def test_targets_follow_eq_12(target_q):
     target.agent.actor.dense.kernel.assign(target.agent.actor.dense.kernel * -1.0)  # differ
     learner = ddpg_learner.DDPGLearner(net, target, _cfg(gamma=0.3, target_q=target_q,
                                                          action_noise=0.0))
-    fwd, tgt = net.forward(batch), target.forward(batch, with_actions=False)
+    fwd, s_target = net.forward(batch), target.states(batch)
     weight, done = learner.transition_masks(batch)
     reward = tf.cast(batch["clicked"][:, 4:], tf.float32)
-    y = learner.targets(fwd, tgt, reward, done, tf.constant([0, 0], tf.int64))
+    y = learner.targets(fwd, s_target, reward, done, tf.constant([0, 0], tf.int64))
     # a'_{t+1}: the online actor on the online next state (double) or the target's on its own
     picker = net if target_q == "double" else target
-    s_next = (fwd.s if target_q == "double" else tgt.s)[:, 1:].numpy()
+    s_next = (fwd.s if target_q == "double" else s_target)[:, 1:].numpy()
     a_next = picker.agent.actor(s_next).numpy()
-    q_next = _critic_by_hand(target.agent.critics[0], tgt.s[:, 1:].numpy(), a_next)
+    q_next = _critic_by_hand(target.agent.critics[0], s_target[:, 1:].numpy(), a_next)
     expected = reward.numpy() + 0.3 * (1 - done.numpy()) * q_next
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-5, atol=1e-6)
     assert done.numpy()[-1, 6] == 1 and done.numpy()[0, 9] == 1 and weight.numpy()[-1, 7] == 0
