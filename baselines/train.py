@@ -26,6 +26,7 @@ from data import pipeline
 from data.progress import Progress
 from data.stats import click_metrics, rela_impr
 from data.files import write_json
+from hrl_rec.divergence import TrainingDiverged, check_losses, check_weights
 
 FLAGS = flags.FLAGS
 
@@ -138,6 +139,11 @@ def train(model, data_dir: str, model_dir: str, *, epochs: int, patience: int,
     train_examples = meta["splits"]["train"]["impressions"] * max(
         0.0, 1 - valid_days * 86400 / max(test_start, 1))
     best = {"auc": -1.0, "epoch": -1}
+
+    def kept() -> str:
+        return (f"Nothing was saved (the best epoch so far: {max(best['epoch'], 0)}); train "
+                f"again with a lower --learning_rate (now {learning_rate:g}).")
+
     best_weights = None
     examples = 0
     train_seconds = 0.0
@@ -150,11 +156,13 @@ def train(model, data_dir: str, model_dir: str, *, epochs: int, patience: int,
             n = int(batch["label"].shape[0])
             examples += n
             global_step += 1
+            check_losses({"loss/train": loss}, global_step, kept)
             progress.update(n, extra=f"loss {float(loss):.4f}")
             if global_step % 50 == 0:
                 with writer.as_default():
                     tf.summary.scalar("loss/train", loss, step=global_step)
         train_seconds += time.monotonic() - start
+        check_weights(model.weights, global_step, kept)
         valid = evaluate(model, valid_ds)
         with writer.as_default():
             tf.summary.scalar("eval/valid_auc", valid["auc"], step=global_step)
@@ -185,10 +193,13 @@ def main(argv):
     model = CTRModel(FLAGS.model, meta["spec"], **hparams)
     os.makedirs(FLAGS.model_dir, exist_ok=True)
     start = time.monotonic()
-    result = train(model, FLAGS.data_dir, FLAGS.model_dir, epochs=FLAGS.epochs,
-                   patience=FLAGS.patience, valid_days=FLAGS.valid_days,
-                   batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
-                   max_seq_len=FLAGS.max_seq_len, seed=FLAGS.seed)
+    try:
+        result = train(model, FLAGS.data_dir, FLAGS.model_dir, epochs=FLAGS.epochs,
+                       patience=FLAGS.patience, valid_days=FLAGS.valid_days,
+                       batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
+                       max_seq_len=FLAGS.max_seq_len, seed=FLAGS.seed)
+    except TrainingDiverged as e:
+        raise SystemExit(f"{FLAGS.model}: {e}") from None
     test = evaluate(model, result.pop("test_ds"))
     lr_auc = FLAGS.lr_auc
     lr_eval = os.path.join(os.path.dirname(os.path.abspath(FLAGS.model_dir)), "lr", "eval.json")
@@ -199,7 +210,9 @@ def main(argv):
               "rela_impr_vs_lr": rela_impr(test["auc"], lr_auc) if lr_auc else None,
               "flags": {k: FLAGS[k].value for k in FLAGS if k in _OWN_FLAGS},
               "data_fingerprint": meta.get("fingerprint")}  # which dataset, exactly
-    model.save(os.path.join(FLAGS.model_dir, "model.keras"))
+    tmp = os.path.join(FLAGS.model_dir, "model.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, os.path.join(FLAGS.model_dir, "model.keras"))
     write_json(os.path.join(FLAGS.model_dir, "eval.json"), report)
     print(json.dumps({k: report[k] for k in ("model", "auc", "logloss", "oracle_auc",
                                              "rela_impr_vs_lr", "examples_per_s")

@@ -121,6 +121,10 @@ def click_metrics(labels, preds, true_ctr) -> dict:
     (baselines and HRL-Rec) is scored by this one function."""
     if len(np.unique(labels)) < 2:
         raise ValueError("evaluation data needs both clicked and unclicked impressions")
+    bad = int((~np.isfinite(preds)).sum())
+    if bad:
+        raise ValueError(f"{bad} of {len(preds)} predictions are not finite (NaN or inf): "
+                         "the model's weights or inputs are")
     out = {"auc": float(roc_auc_score(labels, preds)),
            "logloss": float(log_loss(labels, np.clip(preds, 1e-7, 1 - 1e-7)))}
     if (true_ctr >= 0).all():

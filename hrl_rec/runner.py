@@ -36,6 +36,7 @@ from data.stats import click_metrics
 from data.files import write_json
 from hrl_rec import distribute
 from hrl_rec.config import HRLConfig
+from hrl_rec.divergence import check_losses, check_weights
 from hrl_rec.learner import Learner
 from hrl_rec.model import HRLRec, target_copy
 
@@ -239,7 +240,7 @@ class Runner:
             steps, transitions = steps + n, transitions + t
             seconds += time.monotonic() - start
             if stop:
-                self.manager.save(checkpoint_number=self.step)
+                self._save_checkpoint()
                 break
             stop = self._end_epoch(epoch)
         return {"transitions": int(transitions), "train_seconds": seconds,
@@ -278,6 +279,8 @@ class Runner:
 
     def _after_step(self, step: int, metrics: dict | None, progress: Progress) -> None:
         """Summaries, the progress line and periodic checkpoints (metrics: None = not logged)."""
+        if metrics is not None:
+            check_losses(metrics, step, self._kept)
         if metrics is not None and (step % self.run_settings.log_every == 0 or step == 1):
             metrics = {k: v for k, v in metrics.items() if k != "data/transitions"}
             self._log(metrics, step)
@@ -290,10 +293,26 @@ class Runner:
         if step % self.run_settings.checkpoint_every == 0:
             if self.coordinator is not None:
                 self.coordinator.join()
-            self.manager.save(checkpoint_number=self.step)
+            self._save_checkpoint()
+
+    def _save_checkpoint(self) -> None:
+        check_weights(self.model.weights + self.learner.target.weights, self.step, self._kept)
+        self.manager.save(checkpoint_number=self.step)
+
+    def _kept(self) -> str:
+        """What a diverged run leaves from before the divergence, and what to change."""
+        latest = self.manager.latest_checkpoint
+        saved = (f"The last checkpoint, {latest}, is from before it" if latest
+                 else "No checkpoint was saved")
+        best = (f"; the best weights (epoch {int(self.best_epoch)}) are in {self.best_path}"
+                if int(self.best_epoch) else "")
+        return (f"{saved}{best}. Train again into a new --model_dir with a lower "
+                f"--learning_rate (now {self.cfg.learning_rate:g}) or --clip_norm (now "
+                f"{self.cfg.clip_norm:g}).")
 
     def _end_epoch(self, epoch: int) -> bool:
         """Validation AUC, best weights, early stopping; -> whether to stop."""
+        check_weights(self.model.weights, self.step, self._kept)
         valid = self.evaluate(self.valid_data())
         valid["auc"] = distribute.agree(self.strategy, valid["auc"])
         step = self.step
@@ -313,7 +332,7 @@ class Runner:
             os.replace(tmp, self.best_path)
         self.epoch.assign(epoch + 1)
         self.epoch_start_step.assign(step)
-        self.manager.save(checkpoint_number=step)
+        self._save_checkpoint()
         return epoch + 1 - int(self.best_epoch) >= self.run_settings.patience
 
     def finish(self, train_stats: dict, wall_seconds: float) -> dict:

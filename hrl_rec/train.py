@@ -150,6 +150,7 @@ def main(argv):
     from data.config_flags import from_flags
     from data.pipeline import load_metadata
     from hrl_rec import config, distribute, runner
+    from hrl_rec.divergence import TrainingDiverged
     cfg = from_flags(config.HRLConfig)
     strategy = make_strategy()
     if strategy is None:
@@ -167,7 +168,10 @@ def main(argv):
     record = {name: FLAGS[name].value for name in RUN_FLAGS + HRL_RUN_FLAGS + [
         f.name for f in dataclasses.fields(config.HRLConfig)]}
     print(f"training HRL-Rec into {settings.model_dir}", flush=True)
-    runner.run(cfg, settings, record, strategy)
+    try:
+        runner.run(cfg, settings, record, strategy)
+    except TrainingDiverged as e:
+        raise SystemExit(f"HRL-Rec: {e}") from None
 
 
 RUN_FLAGS = ["data_dir", "data_flagfile", "model_dir", "experiment", "epochs", "max_steps",
