@@ -52,7 +52,7 @@ def train(config_class, validate, runner_class, describe) -> None:
     print(f"training {describe(cfg)} into {settings.model_dir}", flush=True)
     try:
         runner.run(cfg, settings, record, runner_class=runner_class)
-    except TrainingDiverged as e:
+    except (TrainingDiverged, runner.CheckpointMismatch) as e:
         raise SystemExit(f"{describe(cfg)}: {e}") from None
 
 

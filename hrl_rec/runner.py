@@ -6,7 +6,10 @@ validation AUC after every epoch, keeps the best epoch's weights and stops after
 epochs without gain, then evaluates once on the test split. Checkpoints (tf.train.
 CheckpointManager under MODEL_DIR/ckpt) hold both networks, both optimizers, the step, epoch
 and best validation AUC; a rerun with the same MODEL_DIR resumes where the last one stopped,
-skipping the batches of the interrupted epoch it had already trained on.
+skipping the batches of the interrupted epoch it had already trained on. They also hold the
+steps, transitions and seconds trained so far, so eval.json's training figures cover every
+session of a resumed run (a rerun of a finished one re-evaluates and keeps them). A checkpoint
+written by other model flags stops the run with CheckpointMismatch, naming it.
 
 Under --strategy (hrl_rec/distribute.py) the networks, optimizers and step live in the
 strategy's scope. Synchronous strategies split each global batch of --batch_size lists over the
@@ -61,6 +64,10 @@ class RunSettings:
     strategy: str = "default"
 
 
+class CheckpointMismatch(ValueError):
+    """MODEL_DIR's checkpoint was written by another model than the flags build."""
+
+
 def build_model(spec: dict, cfg: HRLConfig) -> HRLRec:
     options = {k: getattr(cfg, k) for k in ARCHITECTURE}
     return HRLRec(spec, n_critics=2 if cfg.target_q == "twin" else 1, **options)
@@ -111,10 +118,15 @@ class Runner:
         self.epoch_start_step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.best_auc = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
         self.best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # (steps, transitions, seconds) trained over every session of this run, so that a
+        # resumed or rerun run reports its whole training, not only its last session's.
+        self.trained = tf.Variable([0.0, 0.0, 0.0], dtype=tf.float64, trainable=False,
+                                   name="trained_totals")
+        self._pending, self._clock = [0, 0.0], time.monotonic()
         self.checkpoint = tf.train.Checkpoint(
             **self.learner.checkpointed(), epoch=self.epoch,
             epoch_start_step=self.epoch_start_step, best_auc=self.best_auc,
-            best_epoch=self.best_epoch)
+            best_epoch=self.best_epoch, trained=self.trained)
         self.manager = tf.train.CheckpointManager(self.checkpoint,
                                                   os.path.join(self.out_dir, "ckpt"), 3)
         self.best_path = os.path.join(self.out_dir, "best.weights.h5")
@@ -187,7 +199,14 @@ class Runner:
         """Restores the chief's latest checkpoint (every worker resumes from the same one)."""
         latest = tf.train.latest_checkpoint(os.path.join(self.run_settings.model_dir, "ckpt"))
         if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            try:
+                self.checkpoint.restore(latest).assert_existing_objects_matched()
+            except (AssertionError, ValueError) as e:   # a missing object, another shape
+                raise CheckpointMismatch(
+                    f"{latest} does not match this run: it was written by other model flags "
+                    f"or an older version of hrl_rec ({str(e).splitlines()[0]}). Train into a "
+                    "new --model_dir, or resume with the flags of the run's eval.json/TensorBoard "
+                    "hparams") from None
             print(f"resumed from {latest} at step {self.step}, epoch {int(self.epoch) + 1}",
                   flush=True)
             return True
@@ -223,44 +242,52 @@ class Runner:
         if self.chief:
             self._log_hparams()
         per_epoch = max(self._train_lists() // self.cfg.batch_size, 1)
-        transitions, seconds, steps = 0.0, 0.0, 0
-        stop = False
+        stop = self._max_steps_reached(self.step)
+        self._clock = time.monotonic()
         while int(self.epoch) < run.epochs and not stop:
             epoch = int(self.epoch)
             done_in_epoch = self.step - int(self.epoch_start_step)
             total = per_epoch if run.max_steps <= 0 else min(per_epoch, run.max_steps)
             progress = Progress(total, f"epoch {epoch + 1}/{run.epochs}", unit="steps")
             progress.update(done_in_epoch)
-            start = time.monotonic()
             epoch_steps = max(total - done_in_epoch, 0)
             if self.coordinator is None:
-                stop, n, t = self._train_sync(epoch, done_in_epoch, progress)
+                stop = self._train_sync(epoch, done_in_epoch, progress)
             else:
-                stop, n, t = self._train_async(epoch_steps, progress)
-            steps, transitions = steps + n, transitions + t
-            seconds += time.monotonic() - start
+                stop = self._train_async(epoch_steps, progress)
             if stop:
                 self._save_checkpoint()
                 break
+            self._flush_training_stats(pause=True)   # validation time is not training time
             stop = self._end_epoch(epoch)
+            self._clock = time.monotonic()
+        steps, transitions, seconds = self.trained.numpy().tolist()   # as the checkpoint has them
         return {"transitions": int(transitions), "train_seconds": seconds,
                 "transitions_per_s": transitions / max(seconds, 1e-9),
                 "steps_per_s": steps / max(seconds, 1e-9)}
+
+    def _flush_training_stats(self, pause: bool = False) -> None:
+        """Adds the steps, transitions and seconds since the last flush to the checkpointed
+        totals; pause stops the clock until train() restarts it."""
+        now = time.monotonic()
+        seconds = 0.0 if self._clock is None else now - self._clock
+        steps, transitions = self._pending
+        self.trained.assign_add([steps, transitions, seconds])
+        self._pending, self._clock = [0, 0.0], None if pause else now
 
     def _max_steps_reached(self, step: int) -> bool:
         return bool(self.run_settings.max_steps) and step >= self.run_settings.max_steps
 
     def _train_sync(self, epoch: int, skip: int, progress: Progress):
-        """One epoch of synchronous steps -> (stopped by max_steps, steps, transitions)."""
-        steps, transitions = 0, 0.0
+        """One epoch of synchronous steps -> whether max_steps stopped it."""
         for batch in self._replicated_batches(epoch, skip):
             if self._max_steps_reached(self.step):
-                return True, steps, transitions
+                return True
             metrics = self.learner.train_step(batch)
-            steps += 1
-            transitions += float(metrics.pop("data/transitions"))
+            self._pending[0] += 1
+            self._pending[1] += float(metrics.pop("data/transitions"))
             self._after_step(self.step, metrics, progress)
-        return False, steps, transitions
+        return False
 
     def _train_async(self, n_steps: int, progress: Progress):
         """One epoch of steps scheduled on parameter-server workers (asynchronous)."""
@@ -274,8 +301,9 @@ class Runner:
             log = step % self.run_settings.log_every == 0 or step == 1
             self._after_step(step, results[-1].fetch() if log else None, progress)
         self.coordinator.join()
-        transitions = sum(float(r.fetch()["data/transitions"]) for r in results)
-        return self._max_steps_reached(self.step), len(results), transitions
+        self._pending[0] += len(results)
+        self._pending[1] += sum(float(r.fetch()["data/transitions"]) for r in results)
+        return self._max_steps_reached(self.step)
 
     def _after_step(self, step: int, metrics: dict | None, progress: Progress) -> None:
         """Summaries, the progress line and periodic checkpoints (metrics: None = not logged)."""
@@ -297,6 +325,7 @@ class Runner:
 
     def _save_checkpoint(self) -> None:
         check_weights(self.model.weights + self.learner.target.weights, self.step, self._kept)
+        self._flush_training_stats()
         self.manager.save(checkpoint_number=self.step)
 
     def _kept(self) -> str:

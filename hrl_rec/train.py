@@ -170,7 +170,7 @@ def main(argv):
     print(f"training HRL-Rec into {settings.model_dir}", flush=True)
     try:
         runner.run(cfg, settings, record, strategy)
-    except TrainingDiverged as e:
+    except (TrainingDiverged, runner.CheckpointMismatch) as e:
         raise SystemExit(f"HRL-Rec: {e}") from None
 
 

@@ -13,7 +13,7 @@ from absl import flags
 from data import config_flags
 
 from hrl_rec.config import HRLConfig, validate
-from hrl_rec.runner import Runner, RunSettings, evaluate
+from hrl_rec.runner import CheckpointMismatch, Runner, RunSettings, evaluate
 from tests.conftest import REPO
 from tests.hrl_rec.helpers import TINY, list_batch, tiny_model
 
@@ -71,7 +71,7 @@ def _settings(sim_data, model_dir, **kw):
 def test_checkpoint_round_trip_resumes_same_step_and_weights(sim_data, tmp_path):
     cfg = HRLConfig(**TINY, batch_size=16, candidates_per_channel=2, critic_steps=2)
     first = Runner(cfg, _settings(sim_data, tmp_path, max_steps=3))
-    first.train()
+    first_stats = first.train()
     assert int(first.learner.step) == 3
     second = Runner(cfg, _settings(sim_data, tmp_path, max_steps=5))
     assert second.restore()
@@ -83,9 +83,20 @@ def test_checkpoint_round_trip_resumes_same_step_and_weights(sim_data, tmp_path)
     for a, b in zip(first.learner.actor_optimizer.variables,
                     second.learner.actor_optimizer.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    second.train()                                       # continues from step 3, not from 0
+    stats = second.train()                               # continues from step 3, not from 0
     assert int(second.learner.step) == 5
     assert int(second.learner.actor_optimizer.iterations) == 5
+    # The training figures cover both sessions, and a rerun of the finished run keeps them.
+    assert second.trained.numpy()[0] == 5
+    assert stats["transitions"] > first_stats["transitions"]
+    assert stats["train_seconds"] > first_stats["train_seconds"]
+    again = Runner(cfg, _settings(sim_data, tmp_path, max_steps=5)).train()
+    assert again["transitions"] == stats["transitions"]
+    assert again["train_seconds"] == stats["train_seconds"]
+    other = HRLConfig(**{**TINY, "hidden_dim": TINY["hidden_dim"] * 2}, batch_size=16)
+    with pytest.raises(CheckpointMismatch, match=r"ckpt-5 does not match this run: it was "
+                                                 r"written by other model flags"):
+        Runner(other, _settings(sim_data, tmp_path, max_steps=6)).restore()
 
 
 def test_model_save_load_round_trip(tmp_path):
