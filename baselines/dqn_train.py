@@ -54,6 +54,8 @@ def train(config_class, validate, runner_class, describe) -> None:
         runner.run(cfg, settings, record, runner_class=runner_class)
     except (TrainingDiverged, runner.CheckpointMismatch) as e:
         raise SystemExit(f"{describe(cfg)}: {e}") from None
+    except KeyboardInterrupt:       # the runner has said where it stopped
+        raise SystemExit(130) from None
 
 
 def main(argv):

@@ -26,6 +26,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import time
 
 import keras
@@ -237,10 +238,28 @@ class Runner:
                 self.run_settings.model_dir)))
 
     def train(self) -> dict:
-        run = self.run_settings
+        """Trains until --epochs, --max_steps or early stopping -> the training figures. Ctrl-C
+        saves a checkpoint at the last finished step before it stops (synchronous training;
+        parameter-server steps may be in flight, and their periodic checkpoints stand)."""
         self.restore()
         if self.chief:
             self._log_hparams()
+        try:
+            self._train_epochs()
+        except KeyboardInterrupt:
+            if self.coordinator is None:
+                self._save_checkpoint()
+            print(f"\ninterrupted at step {self.step}; the last checkpoint is "
+                  f"{self.manager.latest_checkpoint}: the same command resumes from it",
+                  file=sys.stderr, flush=True)
+            raise
+        steps, transitions, seconds = self.trained.numpy().tolist()   # as the checkpoint has them
+        return {"transitions": int(transitions), "train_seconds": seconds,
+                "transitions_per_s": transitions / max(seconds, 1e-9),
+                "steps_per_s": steps / max(seconds, 1e-9)}
+
+    def _train_epochs(self) -> None:
+        run = self.run_settings
         per_epoch = max(self._train_lists() // self.cfg.batch_size, 1)
         stop = self._max_steps_reached(self.step)
         self._clock = time.monotonic()
@@ -261,10 +280,6 @@ class Runner:
             self._flush_training_stats(pause=True)   # validation time is not training time
             stop = self._end_epoch(epoch)
             self._clock = time.monotonic()
-        steps, transitions, seconds = self.trained.numpy().tolist()   # as the checkpoint has them
-        return {"transitions": int(transitions), "train_seconds": seconds,
-                "transitions_per_s": transitions / max(seconds, 1e-9),
-                "steps_per_s": steps / max(seconds, 1e-9)}
 
     def _flush_training_stats(self, pause: bool = False) -> None:
         """Adds the steps, transitions and seconds since the last flush to the checkpointed

@@ -172,6 +172,8 @@ def main(argv):
         runner.run(cfg, settings, record, strategy)
     except (TrainingDiverged, runner.CheckpointMismatch) as e:
         raise SystemExit(f"HRL-Rec: {e}") from None
+    except KeyboardInterrupt:       # the runner has said where it stopped
+        raise SystemExit(130) from None
 
 
 RUN_FLAGS = ["data_dir", "data_flagfile", "model_dir", "experiment", "epochs", "max_steps",

@@ -1,5 +1,6 @@
 """A diverged run stops at the step that diverged, names the loss or weight, and leaves the
-checkpoints from before it untouched (hrl_rec/divergence.py, its use in the run loops)."""
+checkpoints from before it untouched (hrl_rec/divergence.py, its use in the run loops); an
+interrupted one checkpoints its last finished step."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -36,7 +37,8 @@ def test_click_metrics_refuses_non_finite_predictions():
         click_metrics(np.array([0, 1, 1]), np.array([0.1, np.nan, 0.7]), np.full(3, -1.0))
 
 
-def test_a_diverged_step_stops_the_run_before_it_is_checkpointed(sim_data, tmp_path):
+def test_a_diverged_or_interrupted_run_checkpoints_only_finite_finished_steps(sim_data, tmp_path,
+                                                                            capsys):
     cfg = HRLConfig(**TINY, batch_size=16, candidates_per_channel=2, critic_steps=2)
     runner = Runner(cfg, RunSettings(data_dir=str(sim_data), model_dir=str(tmp_path), epochs=1,
                                      max_steps=6, checkpoint_every=2))
@@ -50,6 +52,8 @@ def test_a_diverged_step_stops_the_run_before_it_is_checkpointed(sim_data, tmp_p
         elif faults.get(step) == "weight":     # finite losses, then a NaN weight after the update
             weight = runner.model.trainable_weights[0]
             weight.assign(np.full(weight.shape, np.nan, np.float32))
+        elif faults.get(step) == "ctrl-c":
+            raise KeyboardInterrupt
         return metrics
 
     runner.learner.train_step = faulty_step
@@ -70,6 +74,13 @@ def test_a_diverged_step_stops_the_run_before_it_is_checkpointed(sim_data, tmp_p
                                                r"last checkpoint, .*ckpt-2, is from before it"):
         runner.train()
     assert latest().endswith("ckpt-2")
+    # Ctrl-C after step 3 (no periodic checkpoint due) saves step 3, for the rerun to resume.
+    faults.clear()
+    faults[3] = "ctrl-c"
+    with pytest.raises(KeyboardInterrupt):
+        runner.train()
+    assert latest().endswith("ckpt-3")
+    assert "interrupted at step 3; the last checkpoint is" in capsys.readouterr().err
 
 
 def test_supervised_baselines_stop_at_a_nan_loss(sim_data, tmp_path, monkeypatch):
