@@ -42,6 +42,8 @@ def define_flags() -> None:
     flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
     flags.DEFINE_integer("max_seq_len", 50, "History impressions pooled per example (m).")
     flags.DEFINE_integer("seed", 0, "Seed of initialisation and shuffling.")
+    flags.DEFINE_boolean("deterministic", False, "Bit-identical reruns (TensorFlow's op "
+                         "determinism; slower on CPU).")
     flags.DEFINE_float("lr_auc", None, "Test AUC of LR on the same split, for RelaImpr.")
     flags.DEFINE_integer("embedding_dim", DEFAULTS["embedding_dim"], "Field embedding size d.")
     flags.DEFINE_list("dnn_units", [str(u) for u in DEFAULTS["dnn_units"]], "DNN tower widths.")
@@ -190,6 +192,8 @@ def main(argv):
     hparams["dnn_units"] = tuple(int(u) for u in FLAGS.dnn_units)
     hparams["ignore_fields"] = tuple(FLAGS.ignore_fields)
     keras.utils.set_random_seed(FLAGS.seed)
+    if FLAGS.deterministic:
+        tf.config.experimental.enable_op_determinism()
     model = CTRModel(FLAGS.model, meta["spec"], **hparams)
     os.makedirs(FLAGS.model_dir, exist_ok=True)
     start = time.monotonic()
@@ -220,7 +224,7 @@ def main(argv):
 
 
 _OWN_FLAGS = {"model", "data_dir", "model_dir", "epochs", "patience", "valid_days", "batch_size",
-              "learning_rate", "max_seq_len", "seed", "lr_auc", *DEFAULTS}
+              "learning_rate", "max_seq_len", "seed", "lr_auc", "deterministic", *DEFAULTS}
 
 if __name__ == "__main__":
     define_flags()

@@ -63,6 +63,7 @@ class RunSettings:
     eval_batch_size: int = 512
     eval_score: str = "click"    # EVAL_SCORES: which AUC chooses the best epoch and is `auc`
     strategy: str = "default"
+    deterministic: bool = False  # TensorFlow's op determinism: bit-identical reruns, slower
 
 
 class CheckpointMismatch(ValueError):
@@ -113,6 +114,8 @@ class Runner:
         self.out_dir = run.model_dir if self.chief else os.path.join(
             run.model_dir, "workers", f"{kind}-{index}")
         keras.utils.set_random_seed(run.seed)
+        if run.deterministic:       # process-wide; set before any op of the run executes
+            tf.config.experimental.enable_op_determinism()
         with self.strategy.scope():
             self.model, self.learner = self.build(self.meta["spec"], cfg, run.seed)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")

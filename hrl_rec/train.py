@@ -38,6 +38,10 @@ def define_run_flags(experiment: str) -> None:
     flags.DEFINE_integer("checkpoint_every", 200, "Steps between checkpoints.")
     flags.DEFINE_integer("eval_batch_size", 512, "Lists per evaluation batch.")
     flags.DEFINE_boolean("validate_data", True, "Check every record against the schema first.")
+    flags.DEFINE_boolean("deterministic", False, "Bit-identical reruns: TensorFlow's op "
+                         "determinism (tf.config.experimental.enable_op_determinism), slower on "
+                         "CPU; without it threaded reductions make reruns of a seed differ "
+                         "slightly.")
 
 
 def define_flags() -> None:
@@ -82,7 +86,7 @@ def run_settings(**extra):
         data_dir=FLAGS.data_dir, model_dir=model_dir, epochs=FLAGS.epochs,
         max_steps=FLAGS.max_steps, patience=FLAGS.patience, valid_days=FLAGS.valid_days,
         seed=FLAGS.seed, log_every=FLAGS.log_every, checkpoint_every=FLAGS.checkpoint_every,
-        eval_batch_size=FLAGS.eval_batch_size, **extra)
+        eval_batch_size=FLAGS.eval_batch_size, deterministic=FLAGS.deterministic, **extra)
 
 
 def ensure_dataset(data_dir: str, data_flagfile: str) -> None:
@@ -178,7 +182,7 @@ def main(argv):
 
 RUN_FLAGS = ["data_dir", "data_flagfile", "model_dir", "experiment", "epochs", "max_steps",
              "patience", "valid_days", "seed", "log_every", "checkpoint_every",
-             "eval_batch_size", "validate_data"]
+             "eval_batch_size", "validate_data", "deterministic"]
 HRL_RUN_FLAGS = ["eval_score", "strategy", "cpu_replicas"]
 
 if __name__ == "__main__":

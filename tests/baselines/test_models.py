@@ -194,7 +194,7 @@ def test_train_cli_writes_eval_json(tmp_path):
                       processes=1)
     cmd = [sys.executable, "-m", "baselines.train", "--model=deepfm", f"--data_dir={data}",
            f"--model_dir={tmp_path / 'deepfm'}", "--epochs=1", "--batch_size=512",
-           "--learning_rate=0.01", "--lr_auc=0.6"]
+           "--learning_rate=0.01", "--lr_auc=0.6", "--deterministic"]   # runs under op determinism
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "deepfm" / "eval.json").read_text())
@@ -204,7 +204,7 @@ def test_train_cli_writes_eval_json(tmp_path):
     assert report["oracle_auc"] > report["auc"] - 0.05
     assert report["rela_impr_vs_lr"] == pytest.approx((report["auc"] - 0.5) / 0.1 - 1)
     assert report["examples_per_s"] > 0 and report["valid"]["epoch"] == 1
-    assert report["flags"]["model"] == "deepfm"
+    assert report["flags"]["model"] == "deepfm" and report["flags"]["deterministic"] is True
     assert (tmp_path / "deepfm" / "model.keras").exists()
     assert any((tmp_path / "deepfm" / "tb").iterdir())
     bad = subprocess.run(cmd[:4], cwd=REPO, capture_output=True, text=True, timeout=600)
