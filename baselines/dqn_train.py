@@ -16,10 +16,9 @@ from baselines import dqn, dqn_learner
 from data.config_flags import define_flags as define_config_flags
 from data.config_flags import from_flags
 from hrl_rec import runner
-from hrl_rec.divergence import TrainingDiverged
 from hrl_rec.model import target_copy
-from hrl_rec.train import (RUN_FLAGS, define_run_flags, ensure_dataset, run_settings,
-                           validate_dataset)
+from hrl_rec.train import (RUN_FLAGS, define_run_flags, ensure_dataset, run_or_exit,
+                           run_settings, validate_dataset)
 
 FLAGS = flags.FLAGS
 
@@ -50,12 +49,7 @@ def train(config_class, validate, runner_class, describe) -> None:
     record = {name: FLAGS[name].value for name in RUN_FLAGS + [
         f.name for f in dataclasses.fields(config_class)]}
     print(f"training {describe(cfg)} into {settings.model_dir}", flush=True)
-    try:
-        runner.run(cfg, settings, record, runner_class=runner_class)
-    except (TrainingDiverged, runner.CheckpointMismatch) as e:
-        raise SystemExit(f"{describe(cfg)}: {e}") from None
-    except KeyboardInterrupt:       # the runner has said where it stopped
-        raise SystemExit(130) from None
+    run_or_exit(describe(cfg), cfg, settings, record, runner_class=runner_class)
 
 
 def main(argv):

@@ -9,6 +9,8 @@ produced (a flat agent has neither f nor a channel decision).
 """
 from __future__ import annotations
 
+import abc
+
 import tensorflow as tf
 
 from hrl_rec.policy import SlatePolicy
@@ -16,21 +18,19 @@ from hrl_rec.policy import SlatePolicy
 OUTPUTS = ("item_id", "channel", "index", "score", "propensity", "explored")
 
 
-class FlatSlatePolicy(SlatePolicy):
+class FlatSlatePolicy(SlatePolicy, abc.ABC):
     """`policy(request)` -> slate dict (OUTPUTS, each [B, S]). Subclasses give `agent` (what
     has `behaviours(window)` and `encoder`) and `greedy`."""
 
-    def __init__(self, model, list_size: int, epsilon: float = 0.0, seed: int = 0):
-        super().__init__(model, list_size, epsilon, seed)
-
     @property
+    @abc.abstractmethod
     def agent(self):
-        raise NotImplementedError
+        """The network whose behaviour encoder and state window read the slate's state."""
 
+    @abc.abstractmethod
     def greedy(self, state, d, available):
         """state [B, d_s], candidates d [B, N, k], available [B, N] -> (the greedy pick [B],
         every candidate's score [B, N])."""
-        raise NotImplementedError
 
     def slate(self, request):
         agent = self.agent

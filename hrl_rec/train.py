@@ -153,8 +153,7 @@ def main(argv):
     del argv
     from data.config_flags import from_flags
     from data.pipeline import load_metadata
-    from hrl_rec import config, distribute, runner
-    from hrl_rec.divergence import TrainingDiverged
+    from hrl_rec import config, distribute
     cfg = from_flags(config.HRLConfig)
     strategy = make_strategy()
     if strategy is None:
@@ -172,11 +171,20 @@ def main(argv):
     record = {name: FLAGS[name].value for name in RUN_FLAGS + HRL_RUN_FLAGS + [
         f.name for f in dataclasses.fields(config.HRLConfig)]}
     print(f"training HRL-Rec into {settings.model_dir}", flush=True)
+    run_or_exit("HRL-Rec", cfg, settings, record, strategy)
+
+
+def run_or_exit(label: str, *args, **kwargs) -> None:
+    """runner.run(*args, **kwargs) for a CLI: a diverged run or a mismatched checkpoint exits
+    with its message after `label` (no traceback), Ctrl-C with status 130 (the runner has said
+    where it stopped)."""
+    from hrl_rec import runner
+    from hrl_rec.divergence import TrainingDiverged
     try:
-        runner.run(cfg, settings, record, strategy)
+        runner.run(*args, **kwargs)
     except (TrainingDiverged, runner.CheckpointMismatch) as e:
-        raise SystemExit(f"HRL-Rec: {e}") from None
-    except KeyboardInterrupt:       # the runner has said where it stopped
+        raise SystemExit(f"{label}: {e}") from None
+    except KeyboardInterrupt:
         raise SystemExit(130) from None
 
 

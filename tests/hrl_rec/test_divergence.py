@@ -99,3 +99,19 @@ def test_supervised_baselines_stop_at_a_nan_loss(sim_data, tmp_path, monkeypatch
         baseline_train.train(model, str(sim_data), str(tmp_path), epochs=1, patience=1,
                              valid_days=1.0, batch_size=64, learning_rate=0.01,
                              max_seq_len=5, seed=0)
+
+
+@pytest.mark.parametrize("error, code", [
+    (TrainingDiverged("training diverged at step 2: loss/total = nan. kept"),
+     "DQN: training diverged at step 2: loss/total = nan. kept"),
+    (KeyboardInterrupt(), 130)])
+def test_the_clis_exit_with_the_message_or_130(monkeypatch, error, code):
+    from hrl_rec import runner, train
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(runner, "run", fail)
+    with pytest.raises(SystemExit) as e:
+        train.run_or_exit("DQN", "cfg", "settings")
+    assert e.value.code == code
