@@ -6,7 +6,8 @@
 
 Lines: `simulate_impressions_per_s` (simulation, logging policy and its daily LR, no I/O),
 `generate_impressions_per_s` (the same plus the chronological split and writing TFRecord shards:
-what data.generate does per process), `env_steps_per_s` and `env_impressions_per_s` (reset/step
+what data.generate does per process, less its one start of TensorFlow, reported as
+`tensorflow_start_s_excluded`), `env_steps_per_s` and `env_impressions_per_s` (reset/step
 with a policy that shows each request's first candidates). All on one core.
 
 `--free_stages` bounds what generation could reach if the named stages cost nothing: `matching`
@@ -75,6 +76,17 @@ def _use_free_stages(stages) -> str:
     return "bound_" if stages else ""
 
 
+def _start_tensorflow() -> float:
+    """Seconds to import TensorFlow and open its first TFRecordWriter: a once-per-process cost of
+    data.generate's first shard (3-6 s here) that used to land in the first run's write time."""
+    start = time.perf_counter()
+    import tensorflow as tf
+    with tempfile.TemporaryDirectory() as out:
+        with tf.io.TFRecordWriter(f"{out}/warm-up.tfrecord") as warm:
+            warm.write(b"")
+    return round(time.perf_counter() - start, 2)
+
+
 def _generate_once(cfg: SimConfig, world) -> tuple[int, float, float]:
     """One shard as data.generate makes it: (impressions, simulation s, split + write s)."""
     start = time.perf_counter()
@@ -99,12 +111,14 @@ def main(argv):
     if FLAGS.free_stages:
         settings["free_stages"] = ",".join(FLAGS.free_stages)
     world = make_world(cfg)
+    tf_start_s = _start_tensorflow()
     runs = [_generate_once(cfg, world) for _ in range(FLAGS.repeats)]
     n = runs[0][0]
     for name, rates, extra in (
             ("simulate_impressions_per_s", [n / sim_s for _, sim_s, _ in runs], {}),
             ("generate_impressions_per_s", [n / (sim_s + write_s) for _, sim_s, write_s in runs],
-             {"write_seconds": round(float(np.median([r[2] for r in runs])), 2)})):
+             {"write_seconds": round(float(np.median([r[2] for r in runs])), 2),
+              "tensorflow_start_s_excluded": tf_start_s})):
         if len(runs) > 1:  # this machine's speed drifts: the median, and every run beside it
             extra["runs"] = [round(r) for r in rates]
         emit(prefix + name, np.median(rates), "impressions/s", impressions=n, **extra, **settings)

@@ -60,11 +60,11 @@ def same_channel_above(channel: np.ndarray) -> np.ndarray:
 def shared_tag_above(tags: np.ndarray) -> np.ndarray:
     """[n, S, T] -> [n, S]: number of items above slot k that share at least one tag with it."""
     n, s, t = tags.shape
+    mine = np.where(tags > 0, tags, -1)  # padding (0) then equals no tag of another item
     share = np.zeros((n, s, s), bool)
     for a in range(t):
-        mine = tags[:, :, None, a]
         for b in range(t):
-            share |= (mine == tags[:, None, :, b]) & (mine > 0)
+            share |= mine[:, :, None, a] == tags[:, None, :, b]
     return (share & np.tri(s, s, -1, dtype=bool)).sum(-1)
 
 
@@ -73,23 +73,27 @@ def quantise(x: np.ndarray, scale: float) -> np.ndarray:
     return np.rint(np.asarray(x, np.float64) * scale)
 
 
-def top_k_columns(scores: np.ndarray, k: int, buffer: np.ndarray | None = None) -> np.ndarray:
-    """[n, M] integer-valued scores in (-2^40, 2^40) -> [n, k] columns of each row's k largest,
-    in ascending column order; ties go to the larger column.
+def ranking_keys(scores: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Integer-valued scores in (-2^40, 2^40) and their pool columns (< 4096) -> exact keys
+    score * 4096 + column, unique within a pool, that order items by score and break ties
+    towards the larger column; float64 holds them exactly (|key| < 2^52)."""
+    return np.asarray(scores, np.float64) * float(MAX_POOL) + columns
 
-    score * 4096 | column is an exact int64 key, unique within a row, so the selected set does not
-    depend on the partition algorithm; numpy's leaves it in an order that differs between CPUs
-    with and without AVX-512, hence the sort. `buffer` (int64, at least n x M elements) avoids
-    allocating the keys on every call.
+
+def top_k_columns(keys: np.ndarray, k: int) -> np.ndarray:
+    """[n, M] `ranking_keys` of one pool -> [n, k] int16 columns of each row's k largest, in
+    ascending column order.
+
+    The keys are unique within a row, so the selected set does not depend on the partition
+    algorithm; numpy's leaves it in an order that differs between CPUs with and without AVX-512,
+    hence the sort.
     """
-    n, m = scores.shape
+    n, m = keys.shape
     if m > MAX_POOL:
         raise ValueError(f"top_k_columns: {m} columns, at most {MAX_POOL}")
-    key = (np.empty((n, m), np.int64) if buffer is None else buffer.ravel()[:n * m].reshape(n, m))
-    np.multiply(scores, 4096.0, out=key, casting="unsafe")
-    key |= np.arange(m, dtype=np.int64)
+    key = keys.astype(np.int64)  # an int64 partition is faster than a float64 one
     key.partition(m - k, axis=1)
-    return np.sort((key[:, m - k:] & 0xFFF).astype(np.int16), axis=1)  # int16: a faster sort
+    return np.sort((key[:, m - k:] & (MAX_POOL - 1)).astype(np.int16), axis=1)  # int16: faster
 
 
 def hour_drift(hour: np.ndarray, amplitude: float) -> np.ndarray:
@@ -329,15 +333,25 @@ class IRecSim:
         self.pool_offset = np.cumsum([0] + [len(ids) for ids in self.pools])
         all_ids = np.concatenate(self.pools)
         # One extra column scores the "not in today's pool" sentinel that recent items map to.
-        self.pool_latent = np.zeros((self.cfg.latent_dim, len(all_ids) + 1))
-        self.pool_latent[:, :-1] = quantise(items.latent[all_ids].T, COORD_SCALE)
+        # Matching keys come from one matmul: [q(u), 1] @ pool_keys = ranking_keys(q(u).q(v_i) +
+        # jitter_i, column of i in its channel's pool), exact as every term is an integer below
+        # 2^52. The extra last column is the "not in today's pool" sentinel that recent items map
+        # to; it belongs to no channel's slice.
+        latent = quantise(items.latent[all_ids].T, COORD_SCALE)
         # Item-level jitter of the matching scores, redrawn daily (trending, freshness of stats).
-        self.pool_jitter = np.zeros(len(all_ids) + 1)
-        jitter = self.rng.standard_normal(len(all_ids)) * self.cfg.match_noise
-        self.pool_jitter[:-1] = quantise(jitter, SCORE_SCALE)
+        jitter = quantise(self.rng.standard_normal(len(all_ids)) * self.cfg.match_noise,
+                          SCORE_SCALE)
+        self.pool_column = np.zeros(len(all_ids) + 1, np.int64)
+        for lo, hi in zip(self.pool_offset[:-1], self.pool_offset[1:]):
+            self.pool_column[lo:hi] = np.arange(hi - lo)
+        self.pool_keys = np.zeros((self.cfg.latent_dim + 1, len(all_ids) + 1))
+        self.pool_keys[:-1, :-1] = latent * float(MAX_POOL)
+        self.pool_keys[-1, :-1] = ranking_keys(jitter, self.pool_column[:-1])
+        self.recent_keys = ranking_keys(np.full(len(all_ids) + 1, RECENT_SCORE), self.pool_column)
         self.pool_col = np.full(len(items) + 1, len(all_ids), np.int64)  # last: "not in a pool"
         self.pool_col[all_ids] = np.arange(len(all_ids))
-        self._key_buffer = np.empty(0, np.int64)
+        self._user_buffer = np.ones((0, self.cfg.latent_dim + 1))
+        self._key_buffer = np.empty((0, len(all_ids) + 1))
         # Item age buckets of today's pools: an item's age is (days since publish) * 24h plus the
         # hour of the request, so the bucket depends only on the item and whether hour < 6.
         days_old = (self.day - items.publish_day) * 24.0
@@ -347,7 +361,8 @@ class IRecSim:
     def candidate_age_buckets(self, hour: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
         """item_age_bucket of `item_ids` ([n, ...]) at each request's hour of day ([n])."""
         late = (hour >= 6).astype(np.int64) * self.age_table.shape[1]
-        return self.age_table.ravel()[late.reshape((-1,) + (1,) * (item_ids.ndim - 1)) + item_ids]
+        return self.age_table.ravel().take(late.reshape((-1,) + (1,) * (item_ids.ndim - 1))
+                                           + item_ids)
 
     def _matching(self, rows: np.ndarray, hour: np.ndarray, block: int = 256):
         """Top-K items per channel by <u + noise, v_i> + jitter_i, never the user's recent items.
@@ -373,16 +388,18 @@ class IRecSim:
         """Writes the candidates of users `u` [n, d] with recent items `recent` into `out`."""
         k = self.cfg.candidates_per_channel
         n = len(u)
-        scores = quantise(u, COORD_SCALE) @ self.pool_latent  # exact: integers below 2^40
-        scores += self.pool_jitter
-        scores[np.arange(n)[:, None], self.pool_col[recent]] = RECENT_SCORE
-        widest = int(np.diff(self.pool_offset).max())
-        if self._key_buffer.size < n * widest:
-            self._key_buffer = np.empty(n * widest, np.int64)
+        if len(self._key_buffer) < n:  # reused: fresh arrays this size cost page faults
+            self._user_buffer = np.ones((n, u.shape[1] + 1))
+            self._key_buffer = np.empty((n, self.pool_keys.shape[1]))
+        user = self._user_buffer[:n]
+        user[:, :-1] = quantise(u, COORD_SCALE)
+        keys = np.matmul(user, self.pool_keys, out=self._key_buffer[:n])
+        cols = self.pool_col[recent]
+        keys[np.arange(n)[:, None], cols] = self.recent_keys[cols]
         for c, ids in enumerate(self.pools):
             lo, hi = self.pool_offset[c], self.pool_offset[c + 1]
             if k < len(ids):
-                out[:, c] = ids[top_k_columns(scores[:, lo:hi], k, self._key_buffer)]
+                out[:, c] = ids.take(top_k_columns(keys[:, lo:hi], k))  # take: int16 is fine
             else:
                 out[:, c] = ids
 
@@ -470,7 +487,7 @@ class IRecSim:
         new_tags = fb.tags[r, s]
         before = self.profile[rows[r][:, None], new_tags] & (new_tags > 0)
         self.profile[rows[r][:, None], new_tags] = True
-        self.profile[:, 0] = False
+        self.profile[rows[r], 0] = False  # tag 0 pads; only these rows can have set it
         self.day_new_tags[rows] += np.bincount(
             r, weights=((new_tags > 0) & ~before).sum(1), minlength=len(rows))
         self.day_clicks[rows] += clicked.sum(1)

@@ -56,15 +56,17 @@ def test_age_buckets_and_idiosyncratic_term():
     assert not np.array_equal(eps, simulator.idiosyncratic(8, users, items, 0.5))
 
 
-def test_top_k_columns_hand_computed():
-    """Ties go to the larger column; the columns come out in ascending order."""
+def test_ranking_keys_and_top_k_columns_hand_computed():
+    """key = score * 4096 + column; ties go to the larger column; columns come out ascending."""
     r = simulator.RECENT_SCORE
     scores = np.array([[5.0, 1.0, 5.0, 3.0, r, 5.0],
                        [r, 2.0, -7.0, 2.0, 9.0, r]])
-    np.testing.assert_array_equal(simulator.top_k_columns(scores, 2), [[2, 5], [3, 4]])
-    np.testing.assert_array_equal(simulator.top_k_columns(scores, 3), [[0, 2, 5], [1, 3, 4]])
-    np.testing.assert_array_equal(simulator.top_k_columns(scores, 5), [[0, 1, 2, 3, 5],
-                                                                       [1, 2, 3, 4, 5]])
+    keys = simulator.ranking_keys(scores, np.arange(6))
+    np.testing.assert_array_equal(keys[1, :4], [r * 4096, 8193, -28670, 8195])
+    np.testing.assert_array_equal(simulator.top_k_columns(keys, 2), [[2, 5], [3, 4]])
+    np.testing.assert_array_equal(simulator.top_k_columns(keys, 3), [[0, 2, 5], [1, 3, 4]])
+    np.testing.assert_array_equal(simulator.top_k_columns(keys, 5), [[0, 1, 2, 3, 5],
+                                                                     [1, 2, 3, 4, 5]])
     with pytest.raises(ValueError, match="4097 columns, at most 4096"):
         simulator.top_k_columns(np.zeros((1, 4097)), 3)
 
@@ -73,24 +75,30 @@ def test_top_k_columns_matches_sort():
     rng = np.random.default_rng(0)
     scores = simulator.quantise(rng.normal(size=(50, 300)), simulator.SCORE_SCALE)
     scores[:, :5] = simulator.RECENT_SCORE
-    got = simulator.top_k_columns(scores, 40)
+    got = simulator.top_k_columns(simulator.ranking_keys(scores, np.arange(300)), 40)
     want = np.sort(np.argsort(-scores, axis=1, kind="stable")[:, :40], axis=1)
     np.testing.assert_array_equal(got, want)
 
 
-def test_matching_scores_are_exact_integers():
-    """quantise(u) @ pool_latent + jitter equals the same sum in Python integers, so no BLAS
-    kernel or summation order can change a candidate set."""
+def test_matching_keys_are_exact_integers():
+    """[q(u), 1] @ pool_keys equals 4096 * (q(u).q(v) + jitter) + column in Python integers, so
+    no BLAS kernel or summation order can change a candidate set."""
     env, req = _first_requests(SMALL, np.arange(50))
     u = env.interest[req.rows[:3]]
-    got = simulator.quantise(u, simulator.COORD_SCALE) @ env.pool_latent + env.pool_jitter
-    uq = [[int(x) for x in np.rint(row.astype(np.float64) * 2.0 ** 16)] for row in u]
-    cols = [0, 7, len(env.pool_jitter) - 2]
+    uq = simulator.quantise(u, simulator.COORD_SCALE)
+    got = np.concatenate([uq, np.ones((3, 1))], axis=1) @ env.pool_keys
+    latent = env.pool_keys[:-1] / 4096
+    jitter = (env.pool_keys[-1] - env.pool_column) / 4096
+    assert (latent == np.rint(latent)).all() and (jitter == np.rint(jitter)).all()
+    assert np.abs(latent).max() <= 2 ** 16
+    lo, hi = env.pool_offset[1], env.pool_offset[2]
+    assert env.pool_column[lo:hi].tolist() == list(range(hi - lo))
+    cols = [0, 7, lo, hi - 1, len(env.pool_column) - 2]
     for r, row in enumerate(uq):
         for col in cols:
-            exact = sum(a * int(b) for a, b in zip(row, env.pool_latent[:, col]))
-            assert got[r, col] == exact + int(env.pool_jitter[col])
-    assert np.abs(got).max() < 2.0 ** 40 and (got == np.rint(got)).all()
+            exact = sum(int(a) * int(b) for a, b in zip(row, latent[:, col]))
+            assert got[r, col] == 4096 * (exact + int(jitter[col])) + int(env.pool_column[col])
+    assert np.abs(got).max() < 2.0 ** 52 and (got == np.rint(got)).all()
     assert simulator.quantise([0.25, -1.0 / 3.0], 2.0 ** 16).tolist() == [16384.0, -21845.0]
 
 
