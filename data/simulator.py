@@ -332,7 +332,6 @@ class IRecSim:
             self.pools.append(ids)
         self.pool_offset = np.cumsum([0] + [len(ids) for ids in self.pools])
         all_ids = np.concatenate(self.pools)
-        # One extra column scores the "not in today's pool" sentinel that recent items map to.
         # Matching keys come from one matmul: [q(u), 1] @ pool_keys = ranking_keys(q(u).q(v_i) +
         # jitter_i, column of i in its channel's pool), exact as every term is an integer below
         # 2^52. The extra last column is the "not in today's pool" sentinel that recent items map
