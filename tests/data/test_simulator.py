@@ -192,7 +192,8 @@ def test_novel_tags_raise_later_engagement_and_switch_off():
 
 def test_matching_does_not_depend_on_the_block_size():
     """Same draws, same candidates in the same order, whatever the block; each row is the top
-    K of its channel's pool by score and skips the user's recent items."""
+    K of its channel's pool by score (ties to the later pool item), in pool order, and skips the
+    user's recent items."""
     env, req = _first_requests(SMALL, np.arange(300))
     env.recent[req.rows[:5], :3] = req.candidates[:5, 0, :3]  # recently shown: never again
     hour = req.context[:, 0]
@@ -209,6 +210,23 @@ def test_matching_does_not_depend_on_the_block_size():
     for c, pool in enumerate(env.pools):
         assert np.isin(whole[:, c], pool).all()
         assert (np.sort(whole[:, c], 1)[:, 1:] != np.sort(whole[:, c], 1)[:, :-1]).all()
+    # The definition, in Python: the K best pool items by (score, column), recent ones excluded.
+    env.rng.bit_generator.state = state
+    d = env.cfg.latent_dim
+    u = env.interest[req.rows] + env.rng.standard_normal((len(req), d), dtype=np.float32) * (
+        env.cfg.match_noise / np.sqrt(d))
+    latent = env.pool_keys[:-1, :-1] / 4096
+    jitter = (env.pool_keys[-1, :-1] - env.pool_column[:-1]) / 4096
+    k = env.cfg.candidates_per_channel
+    for r in (0, 3, len(req) // 2, len(req) - 1):
+        uq = [int(x) for x in simulator.quantise(u[r], simulator.COORD_SCALE)]
+        recent = set(env.recent[req.rows[r]].tolist())
+        for c, pool in enumerate(env.pools):
+            lo = env.pool_offset[c]
+            score = {j: sum(a * int(b) for a, b in zip(uq, latent[:, lo + j])) + int(jitter[lo + j])
+                     for j in range(len(pool)) if int(pool[j]) not in recent}
+            best = sorted(score, key=lambda j: (score[j], j), reverse=True)[:k]
+            assert whole[r, c].tolist() == pool[sorted(best)].tolist()
 
 
 def test_env_rejects_bad_slates_and_users():
