@@ -78,7 +78,7 @@ def _use_free_stages(stages) -> str:
 
 def _start_tensorflow() -> float:
     """Seconds to import TensorFlow and open its first TFRecordWriter: a once-per-process cost of
-    data.generate's first shard (3-6 s here) that used to land in the first run's write time."""
+    data.generate's first shard (2-4 s here) that used to land in the first run's write time."""
     start = time.perf_counter()
     import tensorflow as tf
     with tempfile.TemporaryDirectory() as out:

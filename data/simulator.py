@@ -340,13 +340,15 @@ class IRecSim:
         # Item-level jitter of the matching scores, redrawn daily (trending, freshness of stats).
         jitter = quantise(self.rng.standard_normal(len(all_ids)) * self.cfg.match_noise,
                           SCORE_SCALE)
-        self.pool_column = np.zeros(len(all_ids) + 1, np.int64)
+        # Pool column -> column within its channel (pool_col below: item -> pool column).
+        self.channel_column = np.zeros(len(all_ids) + 1, np.int64)
         for lo, hi in zip(self.pool_offset[:-1], self.pool_offset[1:]):
-            self.pool_column[lo:hi] = np.arange(hi - lo)
+            self.channel_column[lo:hi] = np.arange(hi - lo)
         self.pool_keys = np.zeros((self.cfg.latent_dim + 1, len(all_ids) + 1))
         self.pool_keys[:-1, :-1] = latent * float(MAX_POOL)
-        self.pool_keys[-1, :-1] = ranking_keys(jitter, self.pool_column[:-1])
-        self.recent_keys = ranking_keys(np.full(len(all_ids) + 1, RECENT_SCORE), self.pool_column)
+        self.pool_keys[-1, :-1] = ranking_keys(jitter, self.channel_column[:-1])
+        self.recent_keys = ranking_keys(np.full(len(all_ids) + 1, RECENT_SCORE),
+                                        self.channel_column)
         self.pool_col = np.full(len(items) + 1, len(all_ids), np.int64)  # last: "not in a pool"
         self.pool_col[all_ids] = np.arange(len(all_ids))
         self._user_buffer = np.ones((0, self.cfg.latent_dim + 1))

@@ -88,16 +88,16 @@ def test_matching_keys_are_exact_integers():
     uq = simulator.quantise(u, simulator.COORD_SCALE)
     got = np.concatenate([uq, np.ones((3, 1))], axis=1) @ env.pool_keys
     latent = env.pool_keys[:-1] / 4096
-    jitter = (env.pool_keys[-1] - env.pool_column) / 4096
+    jitter = (env.pool_keys[-1] - env.channel_column) / 4096
     assert (latent == np.rint(latent)).all() and (jitter == np.rint(jitter)).all()
     assert np.abs(latent).max() <= 2 ** 16
     lo, hi = env.pool_offset[1], env.pool_offset[2]
-    assert env.pool_column[lo:hi].tolist() == list(range(hi - lo))
-    cols = [0, 7, lo, hi - 1, len(env.pool_column) - 2]
+    assert env.channel_column[lo:hi].tolist() == list(range(hi - lo))
+    cols = [0, 7, lo, hi - 1, len(env.channel_column) - 2]
     for r, row in enumerate(uq):
         for col in cols:
             exact = sum(int(a) * int(b) for a, b in zip(row, latent[:, col]))
-            assert got[r, col] == 4096 * (exact + int(jitter[col])) + int(env.pool_column[col])
+            assert got[r, col] == 4096 * (exact + int(jitter[col])) + int(env.channel_column[col])
     assert np.abs(got).max() < 2.0 ** 52 and (got == np.rint(got)).all()
     assert simulator.quantise([0.25, -1.0 / 3.0], 2.0 ** 16).tolist() == [16384.0, -21845.0]
 
@@ -216,7 +216,7 @@ def test_matching_does_not_depend_on_the_block_size():
     u = env.interest[req.rows] + env.rng.standard_normal((len(req), d), dtype=np.float32) * (
         env.cfg.match_noise / np.sqrt(d))
     latent = env.pool_keys[:-1, :-1] / 4096
-    jitter = (env.pool_keys[-1, :-1] - env.pool_column[:-1]) / 4096
+    jitter = (env.pool_keys[-1, :-1] - env.channel_column[:-1]) / 4096
     k = env.cfg.candidates_per_channel
     for r in (0, 3, len(req) // 2, len(req) - 1):
         uq = [int(x) for x in simulator.quantise(u[r], simulator.COORD_SCALE)]
