@@ -12,7 +12,7 @@ the channel selector:
   Eq. 2) without the channel constraint e(c_t);
 - the actor gives a virtual item a_t = tanh(W_a s_t + b_a) (Eq. 6), the critic
   q(s_t, a_t) = ReLU(w_c1 . s_t + w_c2 . a_t + b_c) (Eq. 8, with HRL-Rec's --critic_direction
-  and --critic_bilinear options);
+  and --critic_form options);
 - the item shown is the candidate of ANY channel most cosine-similar to a_t (Sec. 3.5 without
   the channel constraint; no channel quotas);
 - the reward is the click, r_t = clicked_t, as for the DQN rows;
@@ -51,8 +51,8 @@ class DDPGConfig:
     heads: int = help_field(4, "Heads of the field self-attention, Eq. 1 (Sec. 4.3: 4).")
     state_window: str = help_field("sliding", "sliding or prefix, as HRL-Rec's --state_window.")
     critic_direction: bool = help_field(False, "The critic reads a/||a||, as HRL-Rec's flag.")
-    critic_bilinear: bool = help_field(False, "Add (w_c2 + W s) . a to Eq. 8, as HRL-Rec's "
-                                       "flag.")
+    critic_form: str = help_field("additive", "additive (Eq. 8 as printed), bilinear or joint, "
+                                  "as HRL-Rec's flag.")
     gamma: float = help_field(0.3, "Discount factor (Sec. 4.3: 0.3).")
     target_q: str = help_field("double", f"Critic target, one of {list(TARGET_Q)}: ddpg = "
                                "target actor and critic (Eq. 12 as written); double = the "
@@ -186,7 +186,7 @@ class FlatDDPG(keras.Model):
 
 
 ARCHITECTURE = ("max_seq_len", "embedding_dim", "hidden_dim", "heads", "state_window",
-                "critic_direction", "critic_bilinear")
+                "critic_direction", "critic_form")
 
 
 def build_network(spec: dict, cfg: DDPGConfig) -> FlatDDPG:

@@ -25,6 +25,7 @@ from sklearn.metrics import roc_auc_score
 
 from baselines.ddpg import DDPGConfig, FlatDDPG
 from hrl_rec import losses
+from hrl_rec.diagnostics import action_alignment
 from hrl_rec.learner import allowed_candidates, most_similar, transition_masks
 from hrl_rec.model import soft_update
 
@@ -129,15 +130,6 @@ class DDPGLearner:
         s = fwd.s[:, :tf.shape(weight)[1]]
         return (losses.cosine(fwd.a, fwd.logged), self.model.agent.q(s, fwd.logged), weight,
                 fwd.a)
-
-
-def action_alignment(actions) -> float:
-    """Mean cosine of each action [n, d] with the actions' mean direction: 1 when the actor
-    points the same way in every state (it then serves every user the items nearest one
-    direction), near 0 when the directions spread."""
-    unit = actions / np.maximum(np.linalg.norm(actions, axis=-1, keepdims=True), 1e-12)
-    mean = unit.mean(0)
-    return float((unit @ (mean / max(np.linalg.norm(mean), 1e-12))).mean())
 
 
 def evaluate(learner: DDPGLearner, ds) -> dict:

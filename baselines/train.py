@@ -24,7 +24,7 @@ from absl import app, flags
 from baselines.models import DEFAULTS, MODELS, CTRModel
 from data import pipeline
 from data.progress import Progress
-from data.stats import click_metrics, rela_impr
+from data.stats import auc_by_slot, click_metrics, rela_impr
 from data.files import write_json
 from hrl_rec.divergence import TrainingDiverged, check_losses, check_weights
 
@@ -69,19 +69,23 @@ def _features(batch):
 
 
 def predict(model, ds):
-    """-> (labels, predictions, true_ctr) over a dataset."""
+    """-> (labels, predictions, true_ctr, slots) over a dataset."""
     step = tf.function(lambda f: model(f, training=False))
-    labels, preds, oracle = [], [], []
+    labels, preds, oracle, slots = [], [], [], []
     for batch in ds:
         preds.append(step(_features(batch)).numpy())
         labels.append(batch["label"].numpy())
         oracle.append(batch["true_ctr"].numpy())
-    return np.concatenate(labels), np.concatenate(preds), np.concatenate(oracle)
+        slots.append(batch["slot"].numpy())
+    return tuple(np.concatenate(x) for x in (labels, preds, oracle, slots))
 
 
 def evaluate(model, ds) -> dict:
-    y, p, oracle = predict(model, ds)
-    return {**click_metrics(y, p, oracle), "examples": int(len(y))}
+    """click_metrics, plus `auc_by_slot`: the mean within-slot AUC (data.stats.auc_by_slot),
+    comparable with HRL-Rec's auc_click_by_slot and auc_cosine_by_slot."""
+    y, p, oracle, slots = predict(model, ds)
+    return {**click_metrics(y, p, oracle), "auc_by_slot": auc_by_slot(y, p, slots),
+            "examples": int(len(y))}
 
 
 def _batch_update(model, learning_rate: float):

@@ -136,3 +136,13 @@ def rela_impr(auc: float, base_auc: float) -> float:
     """RelaImpr (Yan et al. 2014; the paper's Tables 2 and 4, base = LR):
     (AUC(model) - 0.5) / (AUC(base) - 0.5) - 1."""
     return (auc - 0.5) / (base_auc - 0.5) - 1.0
+
+
+def auc_by_slot(labels, scores, slots) -> float:
+    """The mean over slots of the AUC within each slot (slots whose impressions are all clicked
+    or all not are skipped). On sim_small the slot alone gives a pooled AUC of ~0.73, so a
+    pooled AUC hides what a score ranks among the items of one position; this does not."""
+    labels, scores, slots = (np.asarray(x) for x in (labels, scores, slots))
+    aucs = [roc_auc_score(labels[slots == k], scores[slots == k]) for k in np.unique(slots)
+            if 0 < labels[slots == k].sum() < (slots == k).sum()]
+    return float(np.mean(aucs)) if aucs else float("nan")

@@ -36,6 +36,12 @@ from experiments import grid, report
 FLAGS = flags.FLAGS
 HRL, DQN, DDPG = "hrl_rec.train", "baselines.dqn_train", "baselines.ddpg_train"
 
+# configs/quickstart.flags' departures from the paper's losses, undone (see configs/paper.flags)
+PAPER_LOSSES = ("--critic_form=additive", "--critic_direction=false", "--actor_objective=critic",
+                "--similarity_target=nearest", "--click_interaction=false",
+                "--served_click_weight=0", "--served_rank_weight=0", "--lra_loss_weight=5",
+                "--hra_loss_weight=5", "--click_loss_weight=1", "--similarity_loss_weight=1",
+                "--beta=1", "--embedding_l2=0")
 # (name, row label, trainer, its flags on top of the trainer's flagfile: --hrl_flagfile,
 # --dqn_flagfile or --ddpg_flagfile); the paper's Table 3 order.
 SETTINGS = (
@@ -53,9 +59,13 @@ SETTINGS = (
     ("no_click_loss", "DDPG (hierarchical): HRL-Rec without L_c", HRL,
      ("--click_loss_weight=0", "--eval_score=cosine")),
     ("hrl_rec", "HRL-Rec", HRL, ()),
+    # HRL-Rec with the paper's losses as printed (Eq. 5/8 on the raw action, Eq. 10/13, Eq. 16
+    # additive, Eq. 17 to the nearest candidate, 5:5:1:1, beta 1) at the quickstart's sizes:
+    # what configs/quickstart.flags departs from, each departure undone
+    ("paper_losses", "HRL-Rec, the paper's losses as printed", HRL, PAPER_LOSSES),
     # a critic whose best action depends on the state (WORKSPACE.md, "The critic"): whether the
     # serving cosine then ranks items better online
-    ("critic_bilinear", "HRL-Rec, bilinear critic", HRL, ("--critic_bilinear=true",)),
+    ("critic_bilinear", "HRL-Rec, bilinear critic", HRL, ("--critic_form=bilinear",)),
 )
 # The paper's Table 3 over the base model, in percent (CTR, ACN). It gives AWT only as one
 # change between models: +1.98% "from DDPG to DDPG (hierarchical) and HRL-Rec".
@@ -63,6 +73,10 @@ PAPER = {"dqn_lr": (4.17, 3.72), "dqn_gru": (5.27, 4.77), "dd_dqn": (5.40, 5.41)
          "ddpg": (5.80, 7.82),
          "no_click_loss": (6.07, 10.43), "hrl_rec": (6.34, 11.67)}
 METRICS = (("ctr", "CTR"), ("acn", "ACN"), ("awt", "AWT"))
+# how a row's HRA picks the item of the LRA's channel (hrl_rec.policy.SlatePolicy's item_score)
+SCORE_LABELS = {"cosine": "", "click": ", items by f (Eq. 16)",
+                "wolpertinger_q": ", Wolpertinger (k nearest, then Q)",
+                "wolpertinger_f": ", Wolpertinger (k nearest, then f)"}
 
 
 class Row(NamedTuple):
@@ -87,10 +101,9 @@ def table_rows(settings: list[grid.Setting], item_scores: list[str]) -> list[Row
             rows.append(Row(s.name, s.label, s, "cosine"))
             continue
         rows += [Row(s.name if score == "cosine" else f"{s.name}+{score}",
-                     s.label if score == "cosine" else f"{s.label}, items by f (Eq. 16)", s,
-                     score)
+                     s.label + SCORE_LABELS[score], s, score)
                  for score in item_scores
-                 if score == "cosine" or "--click_loss_weight=0" not in s.args]
+                 if score in ("cosine", "wolpertinger_q") or "--click_loss_weight=0" not in s.args]
     return rows
 
 
@@ -118,8 +131,11 @@ def define_flags() -> None:
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds; each trained model is an arm.")
     flags.DEFINE_integer("start_day", -1, "First served day; -1 = the dataset's first test day.")
     flags.DEFINE_list("item_scores", ["cosine"], "How each model's HRA picks the item of the "
-                      "LRA's channel, one row each: cosine (Sec. 3.5) and/or click (Eq. 16's f; "
-                      "hrl_rec/policy.py).")
+                      "LRA's channel, one row each: cosine (Sec. 3.5), click (Eq. 16's f), "
+                      "wolpertinger_q / wolpertinger_f (the --wolpertinger_k nearest by cosine, "
+                      "then the critic's Q / f; hrl_rec/policy.py).")
+    flags.DEFINE_integer("wolpertinger_k", 10, "Wolpertinger's k: nearest candidates by cosine "
+                         "among which Q or f chooses.")
     flags.DEFINE_float("epsilon", 0.0, "Exploration of the HRL-Rec arms (Sec. 3.5); the "
                        "paper's A/B measures the served model, so 0.")
     flags.DEFINE_string("runs_dir", "runs/ab_test", "Where the trained models go (one folder "
@@ -290,7 +306,8 @@ def main(argv):
     for row, seed in jobs:
         model = online.load_model(grid.job_dir(FLAGS.runs_dir, row.setting, seed))
         arms[row.name, seed] = serve(f"{row.name} seed {seed}", online.model_arm(
-            model, world, FLAGS.epsilon, seed, row.item_score), model.max_seq_len)
+            model, world, FLAGS.epsilon, seed, row.item_score, FLAGS.wolpertinger_k),
+            model.max_seq_len)
     notes = [f"Data: `{FLAGS.data_dir}` (fingerprint `{metadata['fingerprint']}`): "
              f"{cfg.n_users} users; served days {base['days'][0]}-{base['days'][-1]} (the test "
              f"days; earlier days replay the dataset). Models: HRL-Rec `{FLAGS.hrl_flagfile}` "

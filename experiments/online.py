@@ -180,11 +180,11 @@ def logging_arm(epsilon: float, quotas: bool = True):
 
 
 def model_arm(model, world: World, epsilon: float = 0.0, seed: int = 0,
-              item_score: str = "cosine"):
+              item_score: str = "cosine", wolpertinger_k: int = 10):
     """HRL-Rec (hrl_rec.policy.SlatePolicy), a DQN (baselines.dqn_policy.QSlatePolicy) or the
     flat DDPG (baselines.ddpg_policy.DDPGSlatePolicy) serving from the env's candidates;
-    epsilon > 0 is Sec. 3.5's online exploration, item_score the HRA's item choice (cosine or
-    click; HRL-Rec only)."""
+    epsilon > 0 is Sec. 3.5's online exploration, item_score the HRA's item choice (cosine,
+    click or Wolpertinger with wolpertinger_k; HRL-Rec only)."""
     import tensorflow as tf
 
     from baselines.ddpg import FlatDDPG
@@ -200,7 +200,8 @@ def model_arm(model, world: World, epsilon: float = 0.0, seed: int = 0,
                              "its own score only")
         slate_policy = flat(model, world.config.list_size, epsilon, seed)
     else:
-        slate_policy = SlatePolicy(model, world.config.list_size, epsilon, seed, item_score)
+        slate_policy = SlatePolicy(model, world.config.list_size, epsilon, seed, item_score,
+                                   wolpertinger_k)
     # one trace for every batch size (the number of requests changes at every step)
     signature = {s.name: s for s in request_signature(model.spec, model.max_seq_len)}
     slate = tf.function(slate_policy.slate, input_signature=[signature])

@@ -12,6 +12,8 @@ import tensorflow as tf
 from hrl_rec.encoders import FieldSelfAttention, StateEncoder
 from hrl_rec.features import PACKAGE, BehaviourFields, map_positions
 
+CRITIC_FORMS = ("additive", "bilinear", "joint")
+
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class Actor(keras.layers.Layer):
@@ -34,22 +36,33 @@ class Actor(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class Critic(keras.layers.Layer):
-    """Eq. 5 / Eq. 8: q(s_t, a_t) = ReLU(w_c1 . s_t + w_c2 . a_t + b_c).
+    """Eq. 5 / Eq. 8 and two state-dependent forms. s [..., d_s], a [..., d_a] -> q [...].
 
-    s [..., d_s], a [..., d_a] -> q [...]. `frozen=True` stops the gradient into the critic's
-    weights (the actor loss, Eq. 10/13, must move the actor, not the critic). Two options
-    (WORKSPACE.md, "The critic"):
-      direction=True: the critic reads a / ||a||. Actions act only through cosine similarity
-        (Sec. 3.2-3.3), so actions with the same direction are the same action; the literal
-        form lets the actor raise Q by growing ||a|| until tanh saturates.
-      bilinear=True: w_c2 becomes state-dependent, w_c2 + W_sa s, so the best action direction
-        depends on the state. With the literal (linear) form argmax_a q is the same for every
-        state.
+    form="additive" (Eq. 5/8 as printed):  q = ReLU(w_c1 . s + w_c2 . a + b_c)
+    form="bilinear":                       q = ReLU(w_c1 . s + (w_c2 + W_sa^T s) . a + b_c)
+    form="joint" (the authors' code):      q = ReLU(w_c1 . s + w_c2 . a
+                                                    + w_o . ReLU(W_hs^T s + W_ha^T a + b_h) + b_c)
+
+    The additive form's dQ/da = w_c2 is the same for every state, so its best action is one
+    direction for all users. "bilinear" makes that direction w_c2 + W_sa^T s (W_sa starts
+    non-zero, glorot-uniform, so the state term acts from the first step); "joint" lets the
+    action join the state before a nonlinear layer of `hidden_dim` units, as the authors'
+    channel selector concatenates the action with the state's inputs before its nonlinear
+    layers (ours is one ReLU layer over [s; a], not their attention and GRU).
+    `direction=True`: the critic reads a / ||a|| (actions act only through cosine similarity,
+    Sec. 3.2-3.3; the literal form lets the actor raise Q by growing ||a|| until tanh
+    saturates). `frozen=True` stops the gradient into the critic's weights (the actor loss,
+    Eq. 10/13, must move the actor, not the critic).
     """
 
-    def __init__(self, direction: bool = False, bilinear: bool = False, **kwargs):
+    def __init__(self, direction: bool = False, form: str = "additive", hidden_dim: int = 0,
+                 **kwargs):
         super().__init__(**kwargs)
-        self.direction, self.bilinear = direction, bilinear
+        if form not in CRITIC_FORMS:
+            raise ValueError(f"critic form {form!r}: expected one of {CRITIC_FORMS}")
+        if form == "joint" and hidden_dim < 1:
+            raise ValueError("the joint critic needs hidden_dim >= 1")
+        self.direction, self.form, self.hidden_dim = direction, form, hidden_dim
 
     def build(self, state_shape, action_shape=None):
         d_s = int(state_shape[-1])
@@ -58,23 +71,54 @@ class Critic(keras.layers.Layer):
         self.w_action = self.add_weight(name="w_action", shape=(d_a,),
                                         initializer="glorot_uniform")
         self.bias = self.add_weight(name="bias", shape=(), initializer="zeros")
-        if self.bilinear:
+        if self.form == "bilinear":
             self.w_state_action = self.add_weight(name="w_state_action", shape=(d_s, d_a),
-                                                  initializer="zeros")
+                                                  initializer="glorot_uniform")
+        elif self.form == "joint":
+            h = self.hidden_dim
+            self.w_hidden_state = self.add_weight(name="w_hidden_state", shape=(d_s, h),
+                                                  initializer="glorot_uniform")
+            self.w_hidden_action = self.add_weight(name="w_hidden_action", shape=(d_a, h),
+                                                   initializer="glorot_uniform")
+            self.b_hidden = self.add_weight(name="b_hidden", shape=(h,), initializer="zeros")
+            self.w_out = self.add_weight(name="w_out", shape=(h,), initializer="glorot_uniform")
+
+    def _weights(self, frozen: bool) -> dict:
+        names = ["w_state", "w_action", "bias"] + {
+            "additive": [], "bilinear": ["w_state_action"],
+            "joint": ["w_hidden_state", "w_hidden_action", "b_hidden", "w_out"]}[self.form]
+        return {n: tf.stop_gradient(getattr(self, n)) if frozen else getattr(self, n)
+                for n in names}
+
+    def action_weight(self, s, frozen: bool = False):
+        """dq/da before the ReLU for the additive and bilinear forms: w_c2 (+ W_sa^T s), [..., d_a].
+        The best action direction of a `direction` critic is its normalisation."""
+        if self.form == "joint":
+            raise ValueError("the joint critic's best action has no closed form")
+        w = self._weights(frozen)
+        if self.form == "bilinear":
+            return w["w_action"] + tf.tensordot(s, w["w_state_action"], 1)
+        return w["w_action"] + tf.zeros_like(s[..., :1])
 
     def call(self, s, a, frozen: bool = False):
-        weights = [self.w_state, self.w_action, self.bias] + (
-            [self.w_state_action] if self.bilinear else [])
-        if frozen:
-            weights = [tf.stop_gradient(v) for v in weights]
-        w_s, w_a, b = weights[:3]
+        w = self._weights(frozen)
         if self.direction:
             a = tf.math.l2_normalize(a, axis=-1)
-        action_weight = w_a + tf.tensordot(s, weights[3], 1) if self.bilinear else w_a
-        return tf.nn.relu(tf.tensordot(s, w_s, 1) + tf.reduce_sum(a * action_weight, -1) + b)
+        pre = tf.tensordot(s, w["w_state"], 1) + w["bias"]
+        if self.form == "bilinear":
+            pre += tf.reduce_sum(a * (w["w_action"] + tf.tensordot(s, w["w_state_action"], 1)),
+                                 -1)
+        else:
+            pre += tf.tensordot(a, w["w_action"], 1)
+        if self.form == "joint":
+            hidden = tf.nn.relu(tf.tensordot(s, w["w_hidden_state"], 1)
+                                + tf.tensordot(a, w["w_hidden_action"], 1) + w["b_hidden"])
+            pre += tf.tensordot(hidden, w["w_out"], 1)
+        return tf.nn.relu(pre)
 
     def get_config(self):
-        return {**super().get_config(), "direction": self.direction, "bilinear": self.bilinear}
+        return {**super().get_config(), "direction": self.direction, "form": self.form,
+                "hidden_dim": self.hidden_dim}
 
 
 class Agent(keras.layers.Layer):
@@ -88,7 +132,7 @@ class Agent(keras.layers.Layer):
                  hidden_dim: int = 128, heads: int = 4, field_self_attention: bool = True,
                  state_encoder_gru: bool = True, state_window: str = "sliding",
                  n_critics: int = 1, critic_direction: bool = False,
-                 critic_bilinear: bool = False, **kwargs):
+                 critic_form: str = "additive", **kwargs):
         super().__init__(**kwargs)
         self.spec = dict(spec)
         self.options = dict(max_seq_len=max_seq_len, embedding_dim=embedding_dim,
@@ -96,7 +140,7 @@ class Agent(keras.layers.Layer):
                             field_self_attention=field_self_attention,
                             state_encoder_gru=state_encoder_gru, state_window=state_window,
                             n_critics=n_critics, critic_direction=critic_direction,
-                            critic_bilinear=critic_bilinear)
+                            critic_form=critic_form)
         self.fields = BehaviourFields(spec, self.level, embedding_dim, span=spec["list_size"],
                                       name="fields")
         self.attention = FieldSelfAttention(self.fields.n_fields, hidden_dim, heads,
@@ -106,7 +150,7 @@ class Agent(keras.layers.Layer):
         self.encoder = StateEncoder(hidden_dim, max_seq_len, gru=state_encoder_gru,
                                     window=state_window, name="encoder")
         self.actor = Actor(embedding_dim, name="actor")
-        self.critics = [Critic(critic_direction, critic_bilinear, name=f"critic_{k}")
+        self.critics = [Critic(critic_direction, critic_form, hidden_dim, name=f"critic_{k}")
                         for k in range(n_critics)]
 
     @property

@@ -13,7 +13,12 @@ from data.config_flags import help_field
 TARGET_Q = ("ddpg", "double", "twin", "logged")
 REWARD_FORMS = ("power", "linear")
 STATE_WINDOWS = ("sliding", "prefix")
-ITEM_SCORES = ("cosine", "click")  # how the HRA serves an item (hrl_rec/policy.py)
+# how the HRA serves an item (hrl_rec/policy.py): the nearest item by cosine (Sec. 3.5), the
+# one of highest f (Eq. 16), or Wolpertinger: the k nearest by cosine, then Q or f chooses
+ITEM_SCORES = ("cosine", "click", "wolpertinger_q", "wolpertinger_f")
+CRITIC_FORMS = ("additive", "bilinear", "joint")
+ACTOR_OBJECTIVES = ("critic", "critic_max")
+SIMILARITY_TARGETS = ("nearest", "clicked")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,9 +47,11 @@ class HRLConfig:
     critic_direction: bool = help_field(
         False, "The critics read the action's direction a/||a|| (actions act only through "
         "cosine similarity); false = Eq. 5/8 literally, on the raw action.")
-    critic_bilinear: bool = help_field(
-        False, "Add a state-action term (w_c2 + W s) . a to Eq. 5/8, so the best action depends "
-        "on the state; false = the literal linear critic.")
+    critic_form: str = help_field(
+        "additive", "additive = Eq. 5/8 as printed, ReLU(w_c1 . s + w_c2 . a + b) (its best "
+        "action is one direction for every state); bilinear = (w_c2 + W s) . a with W "
+        "non-zero from the start; joint = the action joins the state before a ReLU layer of "
+        "d_h units (the authors' code puts it before its encoder's nonlinear layers).")
     click_interaction: bool = help_field(
         False, "Add a^T W d to Eq. 16's logit (a relation between action and item); false = the "
         "literal additive f(a, d) = sigmoid(w . [a; d] + b).")
@@ -79,6 +86,21 @@ class HRLConfig:
         False, "Let Eq. 17's gradient move the item embeddings too. The paper says L_s 'forces "
         "Actors to generate more realistic actions', so by default only the actions move "
         "(letting items chase the actions collapses the item space, see WORKSPACE.md).")
+    actor_objective: str = help_field(
+        "critic", "critic = Eq. 10/13, E[-Q(s, mu(s))]; critic_max = -E[cos(mu(s), g(s))], the "
+        "exact maximiser g(s) = w_c2 + W s of a direction-reading additive or bilinear critic "
+        "(needs --critic_direction), a target that does not vanish with the ReLU.")
+    similarity_target: str = help_field(
+        "nearest", "Eq. 17's d: nearest = the allowed candidate most similar to the action "
+        "(the paper, no labels); clicked = the logged item, at clicked slots only.")
+    served_click_weight: float = help_field(
+        0.0, "Weight of a click loss on the score each agent serves by: BCE of kappa cos(a, d) "
+        "+ w . a + b for the logged item of every slot, for a^l and a^h (hrl_rec.model."
+        "ServedScore; HAC's behaviour loss). 0 = off (the paper).")
+    served_rank_weight: float = help_field(
+        0.0, "Weight of a within-state ranking loss on the served cosine: softmax of kappa "
+        "cos(a, d), the clicked item against the list's logged unclicked items (of its channel "
+        "for the HRA, of every channel for the LRA). 0 = off (the paper).")
     action_anchor: float = help_field(
         0.0, "Weight of a supervised MSE between each action and the logged item's embedding "
         "(the authors' public code has one; the paper does not). 0 = off.")
@@ -124,6 +146,15 @@ def validate(cfg: HRLConfig, n_channels: int) -> None:
         (cfg.state_window == "sliding" or not cfg.per_slot_states, "per_slot_states",
          f"false with --state_window={cfg.state_window} (it is the sliding window's reference)"),
         (cfg.target_q in TARGET_Q, "target_q", f"one of {TARGET_Q}"),
+        (cfg.critic_form in CRITIC_FORMS, "critic_form", f"one of {CRITIC_FORMS}"),
+        (cfg.actor_objective in ACTOR_OBJECTIVES, "actor_objective",
+         f"one of {ACTOR_OBJECTIVES}"),
+        (cfg.actor_objective == "critic" or (cfg.critic_form != "joint"
+                                             and cfg.critic_direction), "actor_objective",
+         "critic with --critic_form=joint or --critic_direction=false (critic_max is the "
+         "closed-form maximiser of a direction-reading additive or bilinear critic)"),
+        (cfg.similarity_target in SIMILARITY_TARGETS, "similarity_target",
+         f"one of {SIMILARITY_TARGETS}"),
         (cfg.reward_form in REWARD_FORMS, "reward_form", f"one of {REWARD_FORMS}"),
         (cfg.max_seq_len >= 1, "max_seq_len", ">= 1"),
         (cfg.embedding_dim % cfg.heads == 0, "embedding_dim", f"a multiple of --heads={cfg.heads}"),
@@ -138,7 +169,8 @@ def validate(cfg: HRLConfig, n_channels: int) -> None:
         (cfg.dwell_unit_s > 0, "dwell_unit_s", "> 0"),
     ]
     for name in ("lra_loss_weight", "hra_loss_weight", "click_loss_weight",
-                 "similarity_loss_weight", "embedding_l2"):
+                 "similarity_loss_weight", "embedding_l2", "served_click_weight",
+                 "served_rank_weight"):
         checks.append((getattr(cfg, name) >= 0.0, name, ">= 0"))
     for name in ("reward_click", "reward_time", "reward_diversity", "reward_novelty"):
         checks.append((len(getattr(cfg, name)) == n_channels, name,

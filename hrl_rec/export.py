@@ -19,7 +19,7 @@ from absl import app, flags
 
 from hrl_rec.model import HRLRec
 from hrl_rec.config import ITEM_SCORES
-from hrl_rec.policy import SlatePolicy
+from hrl_rec.policy import WOLPERTINGER_K, SlatePolicy
 
 FLAGS = flags.FLAGS
 OUTPUTS = ("item_id", "channel", "score", "ctr", "propensity")
@@ -43,10 +43,12 @@ def request_signature(spec: dict, m: int) -> list[tf.TensorSpec]:
 class SlateServer(tf.Module):
     """A tf.Module holding the model and one compiled, signature-bound slate function."""
 
-    def __init__(self, model: HRLRec, jit_compile: bool = False, item_score: str = "cosine"):
+    def __init__(self, model: HRLRec, jit_compile: bool = False, item_score: str = "cosine",
+                 wolpertinger_k: int = WOLPERTINGER_K):
         super().__init__()
         self.model = model
-        self.policy = SlatePolicy(model, model.spec["list_size"], item_score=item_score)
+        self.policy = SlatePolicy(model, model.spec["list_size"], item_score=item_score,
+                                  wolpertinger_k=wolpertinger_k)
         self.exploration_seed = self.policy.seed  # tracked, so the SavedModel captures it
         signature = request_signature(model.spec, model.max_seq_len)
         names = [s.name for s in signature]
@@ -59,9 +61,9 @@ class SlateServer(tf.Module):
 
 
 def export(model: HRLRec, export_dir: str, jit_compile: bool = False,
-           item_score: str = "cosine") -> str:
+           item_score: str = "cosine", wolpertinger_k: int = WOLPERTINGER_K) -> str:
     """Writes the SavedModel to export_dir (via a temporary folder, then a rename)."""
-    server = SlateServer(model, jit_compile, item_score)
+    server = SlateServer(model, jit_compile, item_score, wolpertinger_k)
     tmp = export_dir.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tf.saved_model.save(server, tmp, signatures={"serving_default": server.serve})
@@ -79,8 +81,9 @@ def main(argv):
         raise app.UsageError(f"--model_dir={FLAGS.model_dir} holds no model.keras (train it "
                              f"first with python -m hrl_rec.train)")
     model = keras.models.load_model(path)
-    print(f"exported to {export(model, FLAGS.export_dir, FLAGS.jit_compile, FLAGS.item_score)}",
-          flush=True)
+    path = export(model, FLAGS.export_dir, FLAGS.jit_compile, FLAGS.item_score,
+                  FLAGS.wolpertinger_k)
+    print(f"exported to {path}", flush=True)
 
 
 if __name__ == "__main__":
@@ -89,8 +92,11 @@ if __name__ == "__main__":
     flags.DEFINE_string("export_dir", None, "Where the SavedModel goes (replaced if present).",
                         required=True)
     flags.DEFINE_enum("item_score", "cosine", list(ITEM_SCORES), "How the HRA picks the item of "
-                      "the LRA's channel: cosine of a^h and d (Sec. 3.5) or Eq. 16's click "
-                      "model f (hrl_rec/policy.py).")
+                      "the LRA's channel: cosine of a^h and d (Sec. 3.5), Eq. 16's click "
+                      "model f, or Wolpertinger: the --wolpertinger_k nearest by cosine, then "
+                      "the critic's Q or f (hrl_rec/policy.py).")
+    flags.DEFINE_integer("wolpertinger_k", WOLPERTINGER_K, "Wolpertinger's k (--item_score="
+                         "wolpertinger_q or wolpertinger_f).")
     flags.DEFINE_boolean("jit_compile", False, "Compile the slate function with XLA: about 4x "
                          "lower latency on CPU (benchmarks/serving.py). TensorFlow Serving runs "
                          "it with --xla_cpu_compilation_enabled=true.")

@@ -62,6 +62,30 @@ def allowed_candidates(batch: dict, m: int):
     return allowed, allowed & tf.equal(channel[:, None, :], batch["channel"][:, m:, None])
 
 
+def list_negatives(batch: dict, m: int):
+    """(LRA, HRA) masks [B, S, S]: for slot t, the list's items j != t that are real and were
+    not clicked (the LRA's), and of those the ones of slot t's channel (the HRA's): the
+    negatives of the within-state ranking loss (`losses.served_rank_loss`)."""
+    real = batch["mask"][:, m:] > 0
+    unclicked = real & (batch["clicked"][:, m:] == 0)
+    s = tf.shape(real)[1]
+    other = ~tf.eye(s, dtype=tf.bool)[None]
+    negatives = unclicked[:, None, :] & other & real[:, :, None]
+    channel = batch["channel"][:, m:]
+    return negatives, negatives & tf.equal(channel[:, :, None], channel[:, None, :])
+
+
+def pairwise_wins(scores, negatives, clicked):
+    """(wins, pairs) [B, S]: for each clicked slot t, how many of its negatives j score below
+    the positive (ties count a half), and how many negatives it has. sum(wins) / sum(pairs)
+    is the AUC of the served score within states (`rank_auc_high`)."""
+    positive = tf.linalg.diag_part(scores)[..., None]
+    neg = tf.cast(negatives, scores.dtype) * tf.cast(clicked, scores.dtype)[..., None]
+    wins = (tf.cast(positive > scores, scores.dtype)
+            + 0.5 * tf.cast(tf.equal(positive, scores), scores.dtype)) * neg
+    return tf.reduce_sum(wins, -1), tf.reduce_sum(neg, -1)
+
+
 class Learner:
     """Owns the online and target networks, both optimizers and the step counter."""
 
@@ -181,17 +205,30 @@ class Learner:
                 model.lra.q(tf.stop_gradient(s_low), fwd.a_low, frozen=True), weight)
             actor_high = losses.actor_loss(
                 model.hra.q(tf.stop_gradient(s_high), fwd.a_high, frozen=True), weight)
+            if cfg.actor_objective == "critic_max":   # the critic's exact best direction
+                actor_low = losses.direction_loss(fwd.a_low, model.lra.critics[0].action_weight(
+                    tf.stop_gradient(s_low), frozen=True), weight)
+                actor_high = losses.direction_loss(fwd.a_high, model.hra.critics[0].action_weight(
+                    tf.stop_gradient(s_high), frozen=True), weight)
             l_low = losses.agent_loss(critic_low, actor_low, cfg.beta)
             l_high = losses.agent_loss(critic_high, actor_high, cfg.beta)
             click = losses.click_loss(model.click_logits(fwd), batch["clicked"][:, m:], weight)
-            allowed_low, allowed_high = allowed_candidates(batch, m)
-            d_low, _ = most_similar(fwd.a_low, fwd.candidates, allowed_low)
-            d_high, _ = most_similar(fwd.a_high, fwd.candidates, allowed_high)
+            clicked = tf.cast(batch["clicked"][:, m:], tf.float32)
+            if cfg.similarity_target == "clicked":   # the logged item, where it was clicked
+                d_low = d_high = fwd.logged
+                sim_weight = weight * clicked
+            else:                                     # Eq. 17: the nearest allowed candidate
+                allowed_low, allowed_high = allowed_candidates(batch, m)
+                d_low, _ = most_similar(fwd.a_low, fwd.candidates, allowed_low)
+                d_high, _ = most_similar(fwd.a_high, fwd.candidates, allowed_high)
+                sim_weight = weight
             if not cfg.similarity_moves_items:
                 d_low, d_high = tf.stop_gradient(d_low), tf.stop_gradient(d_high)
-            similarity = (losses.similarity_loss(fwd.a_low, d_low, weight)
-                          + losses.similarity_loss(fwd.a_high, d_high, weight))
+            similarity = (losses.similarity_loss(fwd.a_low, d_low, sim_weight)
+                          + losses.similarity_loss(fwd.a_high, d_high, sim_weight))
             total = losses.total_loss(l_low, l_high, click, similarity, loss_weights(cfg))
+            served_click, served_rank = self.served_losses(fwd, batch, weight)
+            total += cfg.served_click_weight * served_click + cfg.served_rank_weight * served_rank
             anchor = (losses.anchor_loss(fwd.a_low, fwd.logged, weight)
                       + losses.anchor_loss(fwd.a_high, fwd.logged, weight))
             if cfg.action_anchor > 0:
@@ -213,6 +250,7 @@ class Learner:
             "loss/lra_critic": critic_low, "loss/lra_actor": actor_low,
             "loss/hra_critic": critic_high, "loss/hra_actor": actor_high,
             "loss/click": click, "loss/similarity": similarity, "loss/anchor": anchor,
+            "loss/served_click": served_click, "loss/served_rank": served_rank,
             "loss/embedding_l2": l2,
             "q/lra": mean(model.lra.q(s_low, fwd.logged)), "q/hra": mean(
                 model.hra.q(s_high, fwd.logged)),
@@ -228,6 +266,28 @@ class Learner:
         metrics["grad/actor_norm"] = actor_norm / replicas
         metrics["data/transitions"] = tf.reduce_sum(weight)
         return metrics, {"hist/lra_action": fwd.a_low, "hist/hra_action": fwd.a_high}
+
+    def served_losses(self, fwd, batch, weight):
+        """(served click loss, within-state ranking loss), each summed over both agents: the
+        BCE of `ServedScore` u(a_t, d_t) on every logged slot, and `losses.served_rank_loss`
+        of kappa cos(a_t, d_j) over the list's logged items (negatives: `list_negatives`).
+        Both are 0 (and not computed) when their weight is."""
+        m, model, cfg = self.m, self.model, self.cfg
+        clicked = batch["clicked"][:, m:]
+        zero = tf.constant(0.0)
+        pairs = ((fwd.a_low, model.served_low), (fwd.a_high, model.served_high))
+        served_click = zero
+        if cfg.served_click_weight > 0:
+            served_click = tf.add_n([losses.click_loss(head(a, fwd.logged), clicked, weight)
+                                     for a, head in pairs])
+        served_rank = zero
+        if cfg.served_rank_weight > 0:
+            negatives = list_negatives(batch, m)
+            served_rank = tf.add_n([
+                losses.served_rank_loss(
+                    head.cosine_logit(a[:, :, None], fwd.logged[:, None]), neg, clicked, weight)
+                for (a, head), neg in zip(pairs, negatives)])
+        return served_click, served_rank
 
     def _extra_critic_steps(self, fixed, weight, share):
         """critic_steps - 1 critic updates on fixed states, actions and targets."""
@@ -259,11 +319,44 @@ class Learner:
         return norm
 
     def _predict(self, batch):
-        """For the logged items (no noise), all [B, S]: f(a_t, d_t) of Eq. 16; cos(a^h_t, d_t),
-        the score the HRA serves by (Sec. 3.5: "the most similar item of the predicted
-        action"); the real-slot mask."""
+        """Every per-transition score evaluation needs, for the logged items (no noise), each
+        [B, S] unless said:
+            click      f(a_t, d_t) of Eq. 16
+            cosine     cos(a^h_t, d_t), the score the HRA serves by (Sec. 3.5: "the most
+                       similar item of the predicted action")
+            q_item     the HRA critic's Q(s^h_t, d_t)
+            weight     the real-slot mask;  slot  the slot shown at;  clicked  the label
+            rank_wins, rank_pairs   `pairwise_wins` of cos(a^h_t, .) over the list's unclicked
+                       items of slot t's channel
+            lra_channel    the channel of the allowed candidate most similar to a^l_t
+            prior_channel  the user's most clicked channel in the m history positions
+                           (most shown where none was clicked)
+            channel        the logged channel
+            a_low, a_high  [B, S, d] the actions;  logged [B, S, d] the items' embeddings
+        """
+        m = self.m
         fwd = self.model.forward(batch, per_slot=self.cfg.per_slot_states)
         weight, _ = self.transition_masks(batch)
-        cosine = tf.reduce_sum(tf.math.l2_normalize(fwd.a_high, -1)
-                               * tf.math.l2_normalize(fwd.logged, -1), -1)
-        return tf.sigmoid(self.model.click_logits(fwd)), cosine, weight
+        s = tf.shape(weight)[1]
+        cosine = losses.cosine(fwd.a_high, fwd.logged)
+        clicked = batch["clicked"][:, m:]
+        _, neg_high = list_negatives(batch, m)
+        wins, pairs = pairwise_wins(losses.cosine(fwd.a_high[:, :, None], fwd.logged[:, None]),
+                                    neg_high, clicked)
+        allowed_low, _ = allowed_candidates(batch, m)
+        _, pick = most_similar(fwd.a_low, fwd.candidates, allowed_low)
+        _, cand_channel, _ = candidate_items(batch, m)
+        n_ch = len(self.model.spec["channel_names"])
+        hist = batch["mask"][:, :m] > 0
+        shown = tf.one_hot(batch["channel"][:, :m], n_ch) * tf.cast(hist, tf.float32)[..., None]
+        hits = shown * tf.cast(batch["feedback"][:, :m] == 2, tf.float32)[..., None]
+        prior = tf.argmax(tf.reduce_sum(hits, 1) + 1e-3 * tf.reduce_sum(shown, 1), axis=-1,
+                          output_type=tf.int32)
+        return {"click": tf.sigmoid(self.model.click_logits(fwd)), "cosine": cosine,
+                "q_item": self.model.hra.q(fwd.s_high[:, :s], fwd.logged), "weight": weight,
+                "slot": fwd.slot, "clicked": clicked, "rank_wins": wins, "rank_pairs": pairs,
+                "lra_channel": tf.gather(cand_channel, pick, batch_dims=1),
+                "prior_channel": tf.repeat(tf.cast(prior, batch["channel"].dtype)[:, None], s,
+                                           axis=1),
+                "channel": batch["channel"][:, m:], "a_low": fwd.a_low, "a_high": fwd.a_high,
+                "logged": fwd.logged}

@@ -73,3 +73,32 @@ def total_loss(l_low, l_high, l_click, l_similarity, weights):
     """Eq. 18: L = lambda_l L_l + lambda_h L_h + lambda_c L_c + lambda_s L_s (paper 5:5:1:1)."""
     w_l, w_h, w_c, w_s = weights
     return w_l * l_low + w_h * l_high + w_c * l_click + w_s * l_similarity
+
+
+def served_rank_loss(scores, negatives, clicked, weight):
+    """Within-state ranking of the served score (ours; a listwise softmax, as a sampled-softmax
+    retrieval loss): for each clicked slot t with at least one negative,
+
+        L_rank = E_t[ -u_tt + log(exp(u_tt) + sum_{j in N_t} exp(u_tj)) ],
+
+    u_tj = kappa cos(a_t, d_j) the served score of the list's item j in slot t's state, N_t the
+    logged negatives of slot t (`negatives`). scores [B, S, S], negatives [B, S, S] bool,
+    clicked and weight [B, S] -> scalar. The negatives are logged impressions of the same list,
+    shown in the same request and context, never sampled candidates, whose cold ids and slot-0
+    context would tell the model which item is the positive.
+    """
+    positive = tf.linalg.diag_part(scores)                                      # [B, S]
+    masked = tf.where(negatives, scores, tf.fill(tf.shape(scores), -1e9))
+    logits = tf.concat([positive[..., None], masked], axis=-1)
+    per_slot = tf.reduce_logsumexp(logits, axis=-1) - positive
+    has_negative = tf.cast(tf.reduce_any(negatives, -1), per_slot.dtype)
+    return _mean(per_slot, tf.cast(weight, per_slot.dtype) * tf.cast(clicked, per_slot.dtype)
+                 * has_negative)
+
+
+def direction_loss(a, target, weight):
+    """-E[cos(a, target)] with the target held fixed: the actor objective that follows a
+    critic's exact maximiser (`--actor_objective=critic_max`): for a critic that reads the
+    action's direction and is linear in it, q = ReLU(c(s) + g(s) . a/||a||), the best
+    direction is g(s)/||g(s)||."""
+    return -_mean(cosine(a, tf.stop_gradient(target)), weight)

@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from hrl_rec.agents import ChannelSelector, ItemRecommender
 from hrl_rec.distribute import replica_normal
 from hrl_rec.features import PACKAGE, ItemEncoder, embedding_tables
+from hrl_rec.losses import cosine
 
 WINDOW_KEYS = ("item_id", "channel", "slot", "item_fields", "tags", "context", "feedback", "mask",
                "user_id", "user_fields")
@@ -70,6 +72,36 @@ class ClickModel(keras.layers.Layer):
 
     def probability(self, a, d, slot=None):
         return tf.sigmoid(self(a, d, slot))
+
+SERVED_SCALE_INIT = 5.0  # kappa at the start: cosines in [-1, 1] span logits of +-5
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ServedScore(keras.layers.Layer):
+    """The click logit of the score an agent serves by (ours; the paper has no such head):
+
+        u(a, d) = kappa * cos(a, d) + w_u . a + b_u,    kappa = exp(log_kappa) > 0.
+
+    Within one state (a fixed) it ranks candidates exactly as the cosine does, so a loss on u
+    supervises the serving rule itself (HAC's behaviour loss, Liu et al., WWW 2023, on a
+    dot-product scorer); w_u . a + b_u absorbs what the state alone says about the click (its
+    slot, the user's click propensity), which a cosine cannot carry. a [..., d_a], d [..., d]
+    -> [...]; `cosine_logit` gives kappa * cos alone (the ranking loss's scores).
+    """
+
+    def build(self, action_shape, item_shape=None):
+        d_a = int(action_shape[-1])
+        self.log_kappa = self.add_weight(
+            name="log_kappa", shape=(),
+            initializer=keras.initializers.Constant(float(np.log(SERVED_SCALE_INIT))))
+        self.w = self.add_weight(name="w", shape=(d_a,), initializer="zeros")
+        self.b = self.add_weight(name="b", shape=(), initializer="zeros")
+
+    def cosine_logit(self, a, d):
+        return tf.exp(self.log_kappa) * cosine(a, d)
+
+    def call(self, a, d):
+        return self.cosine_logit(a, d) + tf.tensordot(a, self.w, 1) + self.b
 
 
 class Forward(NamedTuple):
@@ -131,7 +163,7 @@ class HRLRec(keras.Model):
 
     `agent_options` are the `HRLConfig` fields the agents' architecture depends on
     (max_seq_len, embedding_dim, hidden_dim, heads, field_self_attention, state_encoder_gru,
-    state_window, critic_direction, critic_bilinear) plus n_critics (2 for the twin-critic
+    state_window, critic_direction, critic_form) plus n_critics (2 for the twin-critic
     target); both agents get the same ones. Example:
 
         model = HRLRec(spec, max_seq_len=50)
@@ -155,6 +187,11 @@ class HRLRec(keras.Model):
         self.hra.build()
         self.items.build()
         self.click.build((None, 2 * embedding_dim), (None, embedding_dim))
+        # the served scores of the LRA (a^l with an item) and the HRA (a^h with an item)
+        self.served_low = ServedScore(name="served_low")
+        self.served_high = ServedScore(name="served_high")
+        for head in (self.served_low, self.served_high):
+            head.build((None, embedding_dim), (None, embedding_dim))
         self.built = True
 
     @property

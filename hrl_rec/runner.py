@@ -40,12 +40,13 @@ from data.stats import click_metrics
 from data.files import write_json
 from hrl_rec import distribute
 from hrl_rec.config import HRLConfig
+from hrl_rec.diagnostics import DIAGNOSTICS, action_metrics
 from hrl_rec.divergence import check_losses, check_weights
 from hrl_rec.learner import Learner
 from hrl_rec.model import HRLRec, target_copy
 
 ARCHITECTURE = ("max_seq_len", "embedding_dim", "hidden_dim", "heads", "field_self_attention",
-                "state_encoder_gru", "state_window", "critic_direction", "critic_bilinear",
+                "state_encoder_gru", "state_window", "critic_direction", "critic_form",
                 "click_interaction", "click_position_bias")
 
 
@@ -81,25 +82,28 @@ EVAL_SCORES = ("click", "cosine")
 def evaluate(learner: Learner, ds, score: str = "click") -> dict:
     """AUC of both of HRL-Rec's scores over every logged impression of `ds`: `auc_click` of
     f(a_t, d_t) (Eq. 16) and `auc_cosine` of cos(a^h_t, d_t) (what the HRA serves by); `auc` is
-    the one named by `score`. Also f's logloss, and the oracle AUC of the true click
-    probabilities when the data has them."""
+    the one named by `score`. Also f's logloss, the oracle AUC of the true click
+    probabilities when the data has them, and what the actions do (`hrl_rec.diagnostics`:
+    within-slot AUCs, action alignment, within-state rank AUC, channel hit rates, ...)."""
     if score not in EVAL_SCORES:
         raise ValueError(f"eval score {score!r}: expected one of {EVAL_SCORES}")
-    labels, preds, cosines, oracle = [], [], [], []
+    parts: dict[str, list] = {}
     m = learner.m
     for batch in ds:
-        p, cosine, weight = learner.predict(batch)
-        keep = weight.numpy() > 0
-        preds.append(p.numpy()[keep])
-        cosines.append(cosine.numpy()[keep])
-        labels.append(batch["clicked"][:, m:].numpy()[keep])
-        oracle.append(batch["true_ctr"][:, m:].numpy()[keep])
-    y, p, c, o = (np.concatenate(x) for x in (labels, preds, cosines, oracle))
-    out = click_metrics(y, p, o)
-    out["auc_click"] = out["auc"]
-    out["auc_cosine"] = float(roc_auc_score(y, c))
-    out["auc"] = out[f"auc_{score}"]
-    return {**out, "impressions": int(len(y))}
+        out = learner.predict(batch)
+        keep = out.pop("weight").numpy() > 0
+        out["true_ctr"] = batch["true_ctr"][:, m:]
+        out["item_id"] = batch["item_id"][:, m:]
+        for k, v in out.items():
+            parts.setdefault(k, []).append(np.asarray(v)[keep])
+    out = {k: np.concatenate(v) for k, v in parts.items()}
+    y = out["clicked"]
+    report = click_metrics(y, out["click"], out["true_ctr"])
+    report["auc_click"] = report["auc"]
+    report["auc_cosine"] = float(roc_auc_score(y, out["cosine"]))
+    report["auc"] = report[f"auc_{score}"]
+    report.update(action_metrics(out))
+    return {**report, "impressions": int(len(y))}
 
 
 class Runner:
@@ -367,7 +371,11 @@ class Runner:
             tf.summary.scalar("eval/valid_auc", valid["auc"])
             if "logloss" in valid:
                 tf.summary.scalar("eval/valid_logloss", valid["logloss"])
-        scores = ", ".join(f"{k[4:]} {v:.4f}" for k, v in valid.items() if k.startswith("auc_"))
+            for key in DIAGNOSTICS:
+                if key in valid:
+                    tf.summary.scalar(f"eval/valid_{key}", valid[key])
+        scores = ", ".join(f"{k.removeprefix('auc_')} {valid[k]:.4f}" for k in (
+            "auc_click", "auc_cosine") + DIAGNOSTICS if k in valid)
         print(f"epoch {epoch + 1}: valid auc {valid['auc']:.4f}"
               + (f" ({scores})" if scores else "")
               + (f" logloss {valid['logloss']:.4f}" if "logloss" in valid else ""), flush=True)
@@ -396,7 +404,7 @@ class Runner:
         test = self.evaluate(self.test_data())
         step = self.step
         with self.writer.as_default(step=step):
-            for key in ("auc", "logloss", "auc_click", "auc_cosine"):
+            for key in ("auc", "logloss", "auc_click", "auc_cosine") + DIAGNOSTICS:
                 if key in test:
                     tf.summary.scalar(f"eval/{key}", test[key])
         self.writer.flush()
@@ -419,6 +427,8 @@ def run(cfg: HRLConfig, settings: RunSettings, flags_record: dict | None = None,
     runner = (runner_class or Runner)(cfg, settings, flags_record, strategy)
     stats = runner.train()
     report = runner.finish(stats, time.monotonic() - start)
-    keys = ("auc", "auc_click", "auc_cosine", "logloss", "oracle_auc", "valid_auc", "steps", "transitions_per_s")
+    keys = ("auc", "auc_click", "auc_cosine", "auc_cosine_by_slot", "rank_auc_high",
+            "action_alignment_high", "logloss", "oracle_auc", "valid_auc", "steps",
+            "transitions_per_s")
     print(json.dumps({k: report[k] for k in keys if k in report}), flush=True)
     return report

@@ -11,6 +11,7 @@ import tensorflow as tf
 from absl import flags
 
 from baselines import ddpg, ddpg_learner
+from hrl_rec import diagnostics
 from baselines.ddpg_policy import DDPGSlatePolicy
 from baselines.ddpg_train import DDPGRunner
 from hrl_rec.learner import allowed_candidates
@@ -130,14 +131,14 @@ def test_the_critic_updates_more_often_than_the_actor_and_the_target_follows():
 def test_action_alignment_by_hand():
     # unit actions (1, 0) and (0, 1): mean direction (1, 1) / sqrt 2, each at cos 1 / sqrt 2
     actions = np.array([[2.0, 0.0], [0.0, 0.5]])
-    assert ddpg_learner.action_alignment(actions) == pytest.approx(2 ** -0.5)
-    assert ddpg_learner.action_alignment(np.array([[1.0, 1.0], [3.0, 3.0]])) == pytest.approx(1)
+    assert diagnostics.action_alignment(actions) == pytest.approx(2 ** -0.5)
+    assert diagnostics.action_alignment(np.array([[1.0, 1.0], [3.0, 3.0]])) == pytest.approx(1)
 
 
 def test_save_load_round_trip_gives_the_same_scores(tmp_path):
     batch = list_batch()
     for window in ("sliding", "prefix"):
-        net = _net(state_window=window, critic_bilinear=True)
+        net = _net(state_window=window, critic_form="bilinear")
         net.save(tmp_path / f"{window}.keras")
         loaded = keras.models.load_model(tmp_path / f"{window}.keras")
         assert isinstance(loaded, ddpg.FlatDDPG) and loaded.options == net.options

@@ -199,6 +199,7 @@ def test_train_cli_writes_eval_json(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "deepfm" / "eval.json").read_text())
     assert 0.5 < report["auc"] < 1 and report["logloss"] > 0
+    assert 0 < report["auc_by_slot"] < 1
     assert report["data_fingerprint"] == json.loads((data / "metadata.json").read_text())[
         "fingerprint"]
     assert report["oracle_auc"] > report["auc"] - 0.05

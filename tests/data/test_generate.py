@@ -180,3 +180,12 @@ def test_user_time_order_equals_the_four_key_sort(disorder):
     order = writer.user_time_order(log)
     np.testing.assert_array_equal(
         order, np.lexsort((log.slot, log.request_id, log.timestamp, log.user_id)))
+
+
+def test_auc_by_slot_is_the_mean_of_within_slot_aucs():
+    from data.stats import auc_by_slot
+    labels = [1, 0, 0, 1, 0, 1, 1]
+    scores = [0.9, 0.1, 0.5, 0.2, 0.3, 0.4, 0.6]
+    slots = [0, 0, 0, 1, 1, 2, 2]
+    # slot 0: 0.9 above both -> 1; slot 1: 0.2 below 0.3 -> 0; slot 2: all clicked, skipped
+    assert auc_by_slot(labels, scores, slots) == 0.5

@@ -21,7 +21,7 @@ def test_settings_share_the_commands_of_the_other_grids():
                                      ["--max_steps=5"])
     assert [s.name for s in settings] == ["hrl_rec", "critic_bilinear"]
     assert settings[0].args == grid.hrl_rec_args("h.flags", "D", "D.flags", ["--max_steps=5"])
-    assert settings[1].args[-1] == "--critic_bilinear=true"
+    assert settings[1].args[-1] == "--critic_form=bilinear"
     with pytest.raises(ValueError, match=r"--settings: unknown \['dqn'\]; expected"):
         ab_test.grid_settings(["dqn"], "D", "D.flags", "h.flags", [])
 
@@ -66,6 +66,29 @@ def test_ddpg_hierarchical_is_table_4s_run_without_l_c_served_by_the_cosine_only
     assert rows[0].label.startswith("DDPG (hierarchical)")
 
 
+def test_paper_losses_arm_undoes_every_departure_of_the_quickstart_from_the_paper():
+    from hrl_rec.config import HRLConfig
+    setting, = ab_test.grid_settings(["paper_losses"], "D", "D.flags", "h.flags", [])
+    args = dict(a[2:].split("=", 1) for a in setting.args if a.startswith("--") and "=" in a)
+    # every loss-side flag the quickstart sets is given its paper (HRLConfig default) value
+    quickstart = [line.split("=", 1)[0][2:] for line in open(f"{REPO}/configs/quickstart.flags")
+                  if line.startswith("--")]
+    losses = {"critic_form", "critic_direction", "actor_objective", "similarity_target",
+              "click_interaction", "served_click_weight", "served_rank_weight",
+              "lra_loss_weight", "hra_loss_weight", "click_loss_weight",
+              "similarity_loss_weight", "beta", "embedding_l2"}
+    assert losses & set(quickstart) <= set(args)
+    defaults = HRLConfig()
+    for name in losses:
+        default = getattr(defaults, name)
+        if isinstance(default, bool):
+            assert args[name] == str(default).lower(), name
+        elif isinstance(default, float):
+            assert float(args[name]) == default, name
+        else:
+            assert args[name] == default, name
+
+
 def test_rows_serve_each_setting_by_each_item_score():
     settings = ab_test.grid_settings(["hrl_rec", "critic_bilinear"], "D", "D.flags", "h.flags",
                                      [])
@@ -75,6 +98,9 @@ def test_rows_serve_each_setting_by_each_item_score():
         ("critic_bilinear", "critic_bilinear", "cosine"),
         ("critic_bilinear+click", "critic_bilinear", "click")]
     assert rows[1].label == "HRL-Rec, items by f (Eq. 16)"
+    wolpertinger = ab_test.table_rows(settings[:1], ["wolpertinger_q", "wolpertinger_f"])
+    assert [r.label for r in wolpertinger] == ["HRL-Rec, Wolpertinger (k nearest, then Q)",
+                                               "HRL-Rec, Wolpertinger (k nearest, then f)"]
     with pytest.raises(ValueError, match=r"--item_scores: unknown \['ctr'\]"):
         ab_test.table_rows(settings, ["ctr"])
 
@@ -132,7 +158,9 @@ def test_cli_dry_run_and_bad_flags():
         "--seed=2 --model_dir=runs/ab_test/ddpg__2",
         f"{hrl} --click_loss_weight=0 --eval_score=cosine --seed=2 "
         "--model_dir=runs/ab_test/no_click_loss__2",
-        f"{hrl} --seed=2 --model_dir=runs/ab_test/hrl_rec__2"]
+        f"{hrl} --seed=2 --model_dir=runs/ab_test/hrl_rec__2",
+        f"{hrl} {' '.join(ab_test.PAPER_LOSSES)} --seed=2 "
+        "--model_dir=runs/ab_test/paper_losses__2"]
     bad = _cli("--epsilon=2", "--dry_run")
     assert bad.returncode != 0 and "--epsilon=2.0: expected a value in [0, 1]" in bad.stderr
     bad = _cli("--item_scores=cosine,ctr", "--dry_run")

@@ -7,7 +7,7 @@ import tensorflow as tf
 from hrl_rec.agents import Actor, Critic
 from hrl_rec.encoders import FieldSelfAttention, StateEncoder
 from hrl_rec.features import BehaviourFields, ItemEncoder, recent_sum
-from hrl_rec.model import ClickModel
+from hrl_rec.model import ClickModel, ServedScore
 from tests.hrl_rec.helpers import SPEC_DICT, list_batch
 
 
@@ -179,7 +179,7 @@ def test_item_encoder_formula():
 
 
 def test_critic_direction_and_bilinear_options_hand_computed():
-    critic = Critic(direction=True, bilinear=True)
+    critic = Critic(direction=True, form="bilinear")
     critic.build((None, 1), (None, 2))
     critic.w_state.assign([1.0])
     critic.w_action.assign([1.0, 0.0])
@@ -190,7 +190,65 @@ def test_critic_direction_and_bilinear_options_hand_computed():
     # q = 0.5 + 0.6 + 0.8 = 1.9, and the same for any positive multiple of a
     np.testing.assert_allclose(critic(s, tf.constant([[3.0, 4.0]])).numpy(), [1.9], rtol=1e-6)
     np.testing.assert_allclose(critic(s, tf.constant([[0.3, 0.4]])).numpy(), [1.9], rtol=1e-6)
-    assert Critic.from_config(critic.get_config()).bilinear
+    np.testing.assert_allclose(critic.action_weight(s).numpy(), [[1.0, 1.0]])
+    assert Critic.from_config(critic.get_config()).form == "bilinear"
+
+
+def test_bilinear_critic_starts_with_a_state_dependent_best_action():
+    critic = Critic(form="bilinear")
+    critic.build((None, 3), (None, 2))
+    assert np.abs(critic.w_state_action.numpy()).sum() > 0
+    g = critic.action_weight(tf.constant([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])).numpy()
+    assert not np.allclose(g[0], g[1])
+
+
+def test_additive_critic_eq5_hand_computed_and_one_best_action_for_all_states():
+    critic = Critic()
+    critic.build((None, 1), (None, 2))
+    critic.w_state.assign([2.0])
+    critic.w_action.assign([1.0, -1.0])
+    critic.bias.assign(0.5)
+    # ReLU(2 * 1 + (0.5 - 0.25) + 0.5) = 2.75; a state of -2: ReLU(-4 + 0.25 + 0.5) = 0
+    q = critic(tf.constant([[1.0], [-2.0]]), tf.constant([[0.5, 0.25], [0.5, 0.25]]))
+    np.testing.assert_allclose(q.numpy(), [2.75, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(critic.action_weight(tf.constant([[1.0], [-2.0]])).numpy(),
+                               [[1.0, -1.0], [1.0, -1.0]])
+
+
+def test_joint_critic_hand_computed():
+    critic = Critic(form="joint", hidden_dim=2)
+    critic.build((None, 1), (None, 2))
+    critic.w_state.assign([1.0])
+    critic.w_action.assign([0.0, 1.0])
+    critic.bias.assign(0.0)
+    critic.w_hidden_state.assign([[1.0, -1.0]])
+    critic.w_hidden_action.assign([[2.0, 0.0], [0.0, 1.0]])
+    critic.b_hidden.assign([0.0, 0.5])
+    critic.w_out.assign([1.0, 2.0])
+    s, a = tf.constant([[1.0]]), tf.constant([[1.0, -1.0]])
+    # additive part 1 + (-1) = 0; hidden ReLU(1 + 2, -1 - 1 + 0.5) = (3, 0); q = 0 + 3 = 3
+    np.testing.assert_allclose(critic(s, a).numpy(), [3.0], rtol=1e-6)
+    # the hidden layer couples state and action: for s = -1 and a = (0, 1) the additive part
+    # is -1 + 1 = 0, hidden ReLU(-1 + 0, 1 + 1 + 0.5) = (0, 2.5), q = 2 * 2.5 = 5
+    np.testing.assert_allclose(critic(-s, tf.constant([[0.0, 1.0]])).numpy(), [5.0], rtol=1e-6)
+    with pytest.raises(ValueError, match="no closed form"):
+        critic.action_weight(s)
+    assert Critic.from_config(critic.get_config()).hidden_dim == 2
+    with pytest.raises(ValueError, match="critic form 'quadratic'"):
+        Critic(form="quadratic")
+
+
+def test_served_score_hand_computed():
+    head = ServedScore()
+    head.build((None, 2), (None, 2))
+    np.testing.assert_allclose(np.exp(head.log_kappa.numpy()), 5.0, rtol=1e-6)
+    head.log_kappa.assign(np.log(2.0))
+    head.w.assign([1.0, 0.5])
+    head.b.assign(-1.0)
+    a, d = tf.constant([[3.0, 4.0]]), tf.constant([[0.0, 1.0]])
+    # kappa cos = 2 * 0.8 = 1.6; w . a + b = 3 + 2 - 1 = 4
+    np.testing.assert_allclose(head.cosine_logit(a, d).numpy(), [1.6], rtol=1e-6)
+    np.testing.assert_allclose(head(a, d).numpy(), [5.6], rtol=1e-6)
 
 
 def test_click_model_interaction_option_hand_computed():

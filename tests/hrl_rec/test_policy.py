@@ -66,7 +66,7 @@ def _click_probability(model, a, d):
     return 1 / (1 + np.exp(-logit))
 
 
-def _reference_slate(model, request, item_score="cosine"):
+def _reference_slate(model, request, item_score="cosine", nearest_k=10):
     """Every state recomputed from the full window (model.lra / model.hra on all positions);
     -> (picked candidate indices [B, S], f of Eq. 16 at each pick [B, S])."""
     s, m = 10, M
@@ -91,7 +91,17 @@ def _reference_slate(model, request, item_score="cosine"):
         cos_h = np.einsum("bk,bnk->bn", a_h / np.linalg.norm(a_h, axis=-1, keepdims=True), dn)
         f = _click_probability(model, np.concatenate([a_l, a_h], -1), d)
         score = cos_h if item_score == "cosine" else f
-        pick = np.where(avail & (cand_channel == c[:, None]), score, -3).argmax(1)
+        allowed = avail & (cand_channel == c[:, None])
+        if item_score.startswith("wolpertinger"):   # the k nearest by cosine, then Q or f
+            if item_score == "wolpertinger_q":
+                s_h = model.hra(w, constraint)[:, t]
+                score = model.hra.q(np.repeat(s_h[:, None], d.shape[1], 1), d).numpy()
+            top = np.argsort(-np.where(allowed, cos_h, -3), axis=1, kind="stable")[:, :nearest_k]
+            top_score = np.where(np.take_along_axis(allowed, top, 1),
+                                 np.take_along_axis(score, top, 1), -3)
+            pick = np.take_along_axis(top, top_score.argmax(1)[:, None], 1)[:, 0]  # ties: nearer
+        else:
+            pick = np.where(allowed, score, -3).argmax(1)
         rows = np.arange(len(pick))
         picks.append(pick)
         f_picked.append(f[rows, pick])
@@ -139,9 +149,32 @@ def test_a_position_biased_click_model_serves_with_the_slot_bias_in_ctr():
     np.testing.assert_allclose(out["ctr"].numpy(), 1 / (1 + np.exp(-logit)), rtol=1e-5)
 
 
+@pytest.mark.parametrize("item_score,k", [("wolpertinger_q", 3), ("wolpertinger_f", 3)])
+def test_wolpertinger_picks_by_q_or_f_among_the_k_nearest(item_score, k):
+    model = tiny_model(state_window="prefix", click_interaction=True, critic_form="bilinear",
+                       critic_direction=True)
+    model.click.w_ad.assign(np.random.default_rng(0).normal(size=model.click.w_ad.shape))
+    model.hra.critics[0].bias.assign(5.0)   # Q above the ReLU's zero, so its ranking shows
+    request = _request(seed=4)
+    picks, _ = _reference_slate(model, request, item_score, k)
+    out = SlatePolicy(model, 10, item_score=item_score, wolpertinger_k=k).slate(request)
+    np.testing.assert_array_equal(out["index"].numpy(), picks)
+    assert (picks != _reference_slate(model, request)[0]).any()   # not the nearest item
+    # k = 1 is the nearest item (Sec. 3.5); k = every candidate is the best f of the channel
+    nearest = SlatePolicy(model, 10, item_score="wolpertinger_f", wolpertinger_k=1)
+    np.testing.assert_array_equal(nearest.slate(request)["index"].numpy(),
+                                  _reference_slate(model, request)[0])
+    if item_score == "wolpertinger_f":
+        every = SlatePolicy(model, 10, item_score=item_score, wolpertinger_k=1000)
+        np.testing.assert_array_equal(every.slate(request)["index"].numpy(),
+                                      _reference_slate(model, request, "click")[0])
+
+
 def test_epsilon_and_item_score_are_checked():
     with pytest.raises(ValueError, match="epsilon must be in"):
         SlatePolicy(tiny_model(), 10, epsilon=1.5)
-    with pytest.raises(ValueError, match=r"item_score must be one of \('cosine', 'click'\), "
-                                         r"got 'ctr'"):
+    with pytest.raises(ValueError, match=r"item_score must be one of \('cosine', 'click', "
+                                         r"'wolpertinger_q', 'wolpertinger_f'\), got 'ctr'"):
         SlatePolicy(tiny_model(), 10, item_score="ctr")
+    with pytest.raises(ValueError, match="wolpertinger_k must be >= 1, got 0"):
+        SlatePolicy(tiny_model(), 10, item_score="wolpertinger_q", wolpertinger_k=0)

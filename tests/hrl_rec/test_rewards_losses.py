@@ -79,3 +79,29 @@ def test_l2_penalty_sums_squares_of_every_table():
     tables = [tf.constant([[1.0, -2.0]]), tf.constant([[0.5], [3.0]])]
     # 0.1 * (1 + 4 + 0.25 + 9)
     assert float(losses.l2_penalty(tables, 0.1)) == pytest.approx(1.425, rel=1e-6)
+
+
+def test_served_rank_loss_hand_computed():
+    # one list of 3 slots; slot 0 clicked with negatives {1, 2}; slot 1 clicked with only the
+    # negative 2; slot 2 not clicked (no term). Scores u[t, j]:
+    u = tf.constant([[[2.0, 1.0, 0.0], [9.0, 1.0, 3.0], [5.0, 5.0, 5.0]]])
+    neg = tf.constant([[[False, True, True], [False, False, True], [True, True, False]]])
+    clicked = tf.constant([[1, 1, 0]])
+    loss = losses.served_rank_loss(u, neg, clicked, tf.constant([[1.0, 1.0, 1.0]]))
+    slot0 = -2.0 + np.log(np.exp(2.0) + np.exp(1.0) + np.exp(0.0))
+    slot1 = -1.0 + np.log(np.exp(1.0) + np.exp(3.0))
+    assert float(loss) == pytest.approx((slot0 + slot1) / 2, rel=1e-5)
+    # a clicked slot with no negative adds nothing
+    none = tf.zeros_like(neg)
+    assert float(losses.served_rank_loss(u, none, clicked, tf.ones([1, 3]))) == 0.0
+
+
+def test_direction_loss_follows_the_critic_maximiser():
+    a = tf.constant([[1.0, 0.0], [1.0, 1.0]])
+    g = tf.constant([[0.0, 3.0], [2.0, 2.0]])
+    # cos = 0, 1
+    assert float(losses.direction_loss(a, g, tf.constant([1.0, 1.0]))) == pytest.approx(-0.5)
+    with tf.GradientTape() as tape:
+        tape.watch(g)
+        loss = losses.direction_loss(a, g, tf.constant([1.0, 1.0]))
+    assert tape.gradient(loss, g) is None

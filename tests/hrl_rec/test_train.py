@@ -151,13 +151,22 @@ class _FixedScores:
 
     def predict(self, batch):
         del batch
-        return (tf.constant([[0.2, 0.4, 0.6, 0.8]]), tf.constant([[0.9, 0.1, 0.2, 0.3]]),
-                tf.constant([[1.0, 1.0, 1.0, 1.0]]))
+        c = tf.constant
+        return {"click": c([[0.2, 0.4, 0.6, 0.8]]), "cosine": c([[0.9, 0.1, 0.2, 0.3]]),
+                "weight": c([[1.0, 1.0, 1.0, 1.0]]), "clicked": c([[1, 0, 1, 0]]),
+                "slot": c([[0, 0, 1, 1]]), "q_item": c([[0.1, 0.2, 0.3, 0.0]]),
+                "rank_wins": c([[1.5, 0.0, 1.0, 0.0]]), "rank_pairs": c([[2.0, 0.0, 2.0, 0.0]]),
+                "lra_channel": c([[0, 1, 2, 3]]), "prior_channel": c([[1, 1, 1, 1]]),
+                "channel": c([[0, 0, 3, 3]]),
+                "a_low": c([[[1.0, 0.0], [2.0, 0.0], [1.0, 0.0], [3.0, 0.0]]]),
+                "a_high": c([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]]),
+                "logged": c([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.0]]])}
 
 
 def test_evaluate_reports_both_scores_and_ranks_by_the_chosen_one():
     batch = {"clicked": tf.constant([[0, 1, 0, 1, 0]]),
-             "true_ctr": tf.constant([[0.0, 0.9, 0.1, 0.8, 0.2]])}
+             "true_ctr": tf.constant([[0.0, 0.9, 0.1, 0.8, 0.2]]),
+             "item_id": tf.constant([[0, 5, 6, 7, 8]])}
     click = evaluate(_FixedScores(), [batch])
     # clicked slots 0 and 2. f: 0.2 and 0.6 against 0.4 and 0.8 -> 1 of 4 pairs in order.
     # cosine: 0.9 and 0.2 against 0.1 and 0.3 -> 3 of 4 pairs.
@@ -165,5 +174,16 @@ def test_evaluate_reports_both_scores_and_ranks_by_the_chosen_one():
     assert click["oracle_auc"] == 1.0 and click["impressions"] == 4
     cosine = evaluate(_FixedScores(), [batch], "cosine")
     assert cosine["auc"] == 0.75 and cosine["logloss"] == click["logloss"]
+    # within slot 0: f 0.2 < 0.4 (AUC 0), cosine 0.9 > 0.1 (1); slot 1: 0.6 < 0.8, 0.2 < 0.3
+    assert click["auc_click_by_slot"] == 0.0 and click["auc_cosine_by_slot"] == 0.5
+    # Q: 0.1, 0.3 against 0.2, 0.0 -> 3 of 4 pairs; rank wins 2.5 of 4 pairs
+    assert click["auc_q_item"] == 0.75 and click["rank_auc_high"] == 0.625
+    # clicked slots' channels 0, 3: the LRA's 0, 2 (one hit), the prior 1, 1 (none)
+    assert click["channel_hit_rate"] == 0.5 and click["channel_hit_rate_prior"] == 0.0
+    # a^l points one way in every state; a^h's four directions cancel
+    assert click["action_alignment_low"] == pytest.approx(1.0)
+    assert click["action_alignment_high"] == pytest.approx(0.0, abs=1e-6)
+    # channel 0: items 5, 6 at (1, 0), (0, 1): cosine 0; channel 3: (1, 1), (1, 0): 0.7071
+    assert click["item_cosine_within_channel"] == pytest.approx(2 ** -0.5 / 2, rel=1e-6)
     with pytest.raises(ValueError, match="eval score 'dot': expected one of"):
         evaluate(_FixedScores(), [batch], "dot")
