@@ -10,9 +10,8 @@ import keras
 import tensorflow as tf
 
 from hrl_rec.encoders import FieldSelfAttention, StateEncoder
+from hrl_rec.config import CRITIC_FORMS
 from hrl_rec.features import PACKAGE, BehaviourFields, map_positions
-
-CRITIC_FORMS = ("additive", "bilinear", "joint")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -19,6 +19,7 @@ ITEM_SCORES = ("cosine", "click", "wolpertinger_q", "wolpertinger_f")
 CRITIC_FORMS = ("additive", "bilinear", "joint")
 ACTOR_OBJECTIVES = ("critic", "critic_max")
 SIMILARITY_TARGETS = ("nearest", "clicked")
+SERVED_BIASES = ("action", "slot")  # hrl_rec.model.ServedScore's state term
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +98,10 @@ class HRLConfig:
         0.0, "Weight of a click loss on the score each agent serves by: BCE of kappa cos(a, d) "
         "+ w . a + b for the logged item of every slot, for a^l and a^h (hrl_rec.model."
         "ServedScore; HAC's behaviour loss). 0 = off (the paper).")
+    served_bias: str = help_field(
+        "action", "The served score's state term: action = w . a + b (absorbs the slot and the "
+        "user's propensity, so the cosine need not carry them); slot = b_k per slot (the "
+        "cosine must carry the user's propensity too).")
     served_rank_weight: float = help_field(
         0.0, "Weight of a within-state ranking loss on the served cosine: softmax of kappa "
         "cos(a, d), the clicked item against the list's logged unclicked items (of its channel "
@@ -153,6 +158,7 @@ def validate(cfg: HRLConfig, n_channels: int) -> None:
                                              and cfg.critic_direction), "actor_objective",
          "critic with --critic_form=joint or --critic_direction=false (critic_max is the "
          "closed-form maximiser of a direction-reading additive or bilinear critic)"),
+        (cfg.served_bias in SERVED_BIASES, "served_bias", f"one of {SERVED_BIASES}"),
         (cfg.similarity_target in SIMILARITY_TARGETS, "similarity_target",
          f"one of {SIMILARITY_TARGETS}"),
         (cfg.reward_form in REWARD_FORMS, "reward_form", f"one of {REWARD_FORMS}"),

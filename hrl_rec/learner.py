@@ -278,8 +278,8 @@ class Learner:
         pairs = ((fwd.a_low, model.served_low), (fwd.a_high, model.served_high))
         served_click = zero
         if cfg.served_click_weight > 0:
-            served_click = tf.add_n([losses.click_loss(head(a, fwd.logged), clicked, weight)
-                                     for a, head in pairs])
+            served_click = tf.add_n([losses.click_loss(head(a, fwd.logged, fwd.slot), clicked,
+                                                       weight) for a, head in pairs])
         served_rank = zero
         if cfg.served_rank_weight > 0:
             negatives = list_negatives(batch, m)

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from hrl_rec.agents import ChannelSelector, ItemRecommender
+from hrl_rec.config import SERVED_BIASES
 from hrl_rec.distribute import replica_normal
 from hrl_rec.features import PACKAGE, ItemEncoder, embedding_tables
 from hrl_rec.losses import cosine
@@ -80,28 +81,50 @@ SERVED_SCALE_INIT = 5.0  # kappa at the start: cosines in [-1, 1] span logits of
 class ServedScore(keras.layers.Layer):
     """The click logit of the score an agent serves by (ours; the paper has no such head):
 
-        u(a, d) = kappa * cos(a, d) + w_u . a + b_u,    kappa = exp(log_kappa) > 0.
+        bias="action":  u(a, d) = kappa * cos(a, d) + w_u . a + b_u
+        bias="slot":    u(a, d) = kappa * cos(a, d) + b_k    (k: the slot the item is shown at)
 
-    Within one state (a fixed) it ranks candidates exactly as the cosine does, so a loss on u
-    supervises the serving rule itself (HAC's behaviour loss, Liu et al., WWW 2023, on a
-    dot-product scorer); w_u . a + b_u absorbs what the state alone says about the click (its
-    slot, the user's click propensity), which a cosine cannot carry. a [..., d_a], d [..., d]
-    -> [...]; `cosine_logit` gives kappa * cos alone (the ranking loss's scores).
+    kappa = exp(log_kappa) > 0. Within one state (a fixed) u ranks candidates exactly as the
+    cosine does, so a loss on u supervises the serving rule itself (HAC's behaviour loss, Liu
+    et al., WWW 2023, on a dot-product scorer). The action term absorbs what the state alone
+    says about the click (its slot, the user's click propensity), which a cosine need then not
+    carry; the slot term absorbs only the position, so the cosine must also carry the user's
+    propensity. a [..., d_a], d [..., d], slot [...] int (bias="slot") -> [...];
+    `cosine_logit` gives kappa * cos alone (the ranking loss's scores).
     """
+
+    def __init__(self, bias: str = "action", slots: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if bias not in SERVED_BIASES:
+            raise ValueError(f"served score bias {bias!r}: expected one of {SERVED_BIASES}")
+        if bias == "slot" and slots < 1:
+            raise ValueError("ServedScore(bias='slot') needs slots >= 1")
+        self.bias, self.slots = bias, slots
 
     def build(self, action_shape, item_shape=None):
         d_a = int(action_shape[-1])
         self.log_kappa = self.add_weight(
             name="log_kappa", shape=(),
             initializer=keras.initializers.Constant(float(np.log(SERVED_SCALE_INIT))))
-        self.w = self.add_weight(name="w", shape=(d_a,), initializer="zeros")
-        self.b = self.add_weight(name="b", shape=(), initializer="zeros")
+        if self.bias == "slot":
+            self.b_slot = self.add_weight(name="b_slot", shape=(self.slots,),
+                                          initializer="zeros")
+        else:
+            self.w = self.add_weight(name="w", shape=(d_a,), initializer="zeros")
+            self.b = self.add_weight(name="b", shape=(), initializer="zeros")
 
     def cosine_logit(self, a, d):
         return tf.exp(self.log_kappa) * cosine(a, d)
 
-    def call(self, a, d):
+    def call(self, a, d, slot=None):
+        if self.bias == "slot":
+            if slot is None:
+                raise ValueError("ServedScore(bias='slot') needs the slot of each item")
+            return self.cosine_logit(a, d) + tf.gather(self.b_slot, slot)
         return self.cosine_logit(a, d) + tf.tensordot(a, self.w, 1) + self.b
+
+    def get_config(self):
+        return {**super().get_config(), "bias": self.bias, "slots": self.slots}
 
 
 class Forward(NamedTuple):
@@ -171,14 +194,15 @@ class HRLRec(keras.Model):
     """
 
     def __init__(self, spec: dict, click_interaction: bool = False,
-                 click_position_bias: bool = False, name: str | None = None,
+                 click_position_bias: bool = False, served_bias: str = "action",
+                 name: str | None = None,
                  trainable: bool = True, dtype=None, **agent_options):
         super().__init__(name=name, trainable=trainable, dtype=dtype)
         self.spec = dict(spec)
         self.lra = ChannelSelector(spec, name="lra", **agent_options)
         self.hra = ItemRecommender(spec, name="hra", **agent_options)
         self.options = {**self.lra.options, "click_interaction": click_interaction,
-                        "click_position_bias": click_position_bias}
+                        "click_position_bias": click_position_bias, "served_bias": served_bias}
         embedding_dim = self.options["embedding_dim"]
         self.items = ItemEncoder(spec, embedding_dim, name="items")
         self.click = ClickModel(click_interaction,
@@ -188,8 +212,8 @@ class HRLRec(keras.Model):
         self.items.build()
         self.click.build((None, 2 * embedding_dim), (None, embedding_dim))
         # the served scores of the LRA (a^l with an item) and the HRA (a^h with an item)
-        self.served_low = ServedScore(name="served_low")
-        self.served_high = ServedScore(name="served_high")
+        self.served_low = ServedScore(served_bias, spec["list_size"], name="served_low")
+        self.served_high = ServedScore(served_bias, spec["list_size"], name="served_high")
         for head in (self.served_low, self.served_high):
             head.build((None, embedding_dim), (None, embedding_dim))
         self.built = True

@@ -47,7 +47,7 @@ from hrl_rec.model import HRLRec, target_copy
 
 ARCHITECTURE = ("max_seq_len", "embedding_dim", "hidden_dim", "heads", "field_self_attention",
                 "state_encoder_gru", "state_window", "critic_direction", "critic_form",
-                "click_interaction", "click_position_bias")
+                "click_interaction", "click_position_bias", "served_bias")
 
 
 @dataclasses.dataclass

@@ -251,6 +251,21 @@ def test_served_score_hand_computed():
     np.testing.assert_allclose(head(a, d).numpy(), [5.6], rtol=1e-6)
 
 
+def test_served_score_with_a_slot_bias_hand_computed():
+    head = ServedScore(bias="slot", slots=3)
+    head.build((None, 2), (None, 2))
+    head.log_kappa.assign(np.log(2.0))
+    head.b_slot.assign([0.0, -1.0, -2.5])
+    a, d = tf.constant([[3.0, 4.0], [3.0, 4.0]]), tf.constant([[0.0, 1.0], [0.0, 1.0]])
+    # kappa cos = 1.6, plus b_k of slots 1 and 2
+    np.testing.assert_allclose(head(a, d, tf.constant([1, 2])).numpy(), [0.6, -0.9], rtol=1e-6)
+    assert ServedScore.from_config(head.get_config()).slots == 3
+    with pytest.raises(ValueError, match="needs the slot of each item"):
+        head(a, d)
+    with pytest.raises(ValueError, match="served score bias 'user'"):
+        ServedScore(bias="user")
+
+
 def test_click_model_interaction_option_hand_computed():
     click = ClickModel(interaction=True)
     click.build((None, 2), (None, 1))

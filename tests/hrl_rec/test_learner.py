@@ -290,8 +290,12 @@ def test_pairwise_wins_count_negatives_below_the_clicked_item_ties_half():
     np.testing.assert_allclose(pairs.numpy(), [[3.0, 0.0, 0.0, 0.0]])
 
 
-def test_served_losses_are_the_bce_and_ranking_of_both_agents_served_scores():
-    model = tiny_model()
+@pytest.mark.parametrize("bias", ["action", "slot"])
+def test_served_losses_are_the_bce_and_ranking_of_both_agents_served_scores(bias):
+    model = tiny_model(served_bias=bias)
+    if bias == "slot":
+        for head in (model.served_low, model.served_high):
+            head.b_slot.assign(np.linspace(0.5, -1.0, 10))
     learner = Learner(model, target_copy(model), tiny_config(served_click_weight=1.0,
                                                              served_rank_weight=1.0))
     batch = list_batch(b=3)
@@ -309,7 +313,10 @@ def test_served_losses_are_the_bce_and_ranking_of_both_agents_served_scores():
     want_click = want_rank = 0.0
     for a, head, neg in ((a_l, model.served_low, neg_low), (a_h, model.served_high, neg_high)):
         kappa = np.exp(head.log_kappa.numpy())
-        u = kappa * cos(a, d) + a @ head.w.numpy() + head.b.numpy()
+        if bias == "slot":
+            u = kappa * cos(a, d) + head.b_slot.numpy()[batch["slot"].numpy()[:, 4:]]
+        else:
+            u = kappa * cos(a, d) + a @ head.w.numpy() + head.b.numpy()
         bce = np.logaddexp(0, u) - y * u
         want_click += (bce * w).sum() / w.sum()
         scores = kappa * cos(a[:, :, None], d[:, None])                       # [B, S, S]
@@ -360,6 +367,7 @@ def test_new_flags_are_validated_by_name():
                                ({"actor_objective": "critic_max"},
                                 "--actor_objective=critic_max"),
                                ({"similarity_target": "best"}, "--similarity_target=best"),
+                               ({"served_bias": "user"}, "--served_bias=user"),
                                ({"served_rank_weight": -1.0}, "--served_rank_weight=-1.0"),
                                ({"served_click_weight": -1.0}, "--served_click_weight=-1.0")]:
         with pytest.raises(ValueError, match=pattern):

@@ -133,7 +133,7 @@ def test_checkpoint_round_trip_resumes_same_step_and_weights(sim_data, tmp_path)
 
 def test_model_save_load_round_trip(tmp_path):
     model = tiny_model(state_window="prefix", n_critics=2, click_interaction=True,
-                       click_position_bias=True)
+                       click_position_bias=True, served_bias="slot")
     model.click.b_slot.assign(-0.1 * np.arange(10))
     model.click.w_ad.assign(np.full(model.click.w_ad.shape, 0.2))
     batch = list_batch()
@@ -143,6 +143,7 @@ def test_model_save_load_round_trip(tmp_path):
     np.testing.assert_allclose(loaded(batch).numpy(), model(batch).numpy(), rtol=1e-6)
     assert len(loaded.hra.critics) == 2
     assert loaded.click.position_slots == 10 and loaded.click.interaction
+    assert loaded.served_high.bias == "slot" and loaded.served_high.slots == 10
 
 
 class _FixedScores:
