@@ -236,6 +236,8 @@ def test_joint_critic_hand_computed():
     assert Critic.from_config(critic.get_config()).hidden_dim == 2
     with pytest.raises(ValueError, match="critic form 'quadratic'"):
         Critic(form="quadratic")
+    with pytest.raises(ValueError, match="the joint critic needs hidden_dim >= 1"):
+        Critic(form="joint")
 
 
 def test_served_score_hand_computed():
@@ -264,6 +266,8 @@ def test_served_score_with_a_slot_bias_hand_computed():
         head(a, d)
     with pytest.raises(ValueError, match="served score bias 'user'"):
         ServedScore(bias="user")
+    with pytest.raises(ValueError, match=r"ServedScore\(bias='slot'\) needs slots >= 1"):
+        ServedScore(bias="slot")
 
 
 def test_click_model_interaction_option_hand_computed():
