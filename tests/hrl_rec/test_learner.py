@@ -227,9 +227,10 @@ def test_per_slot_reference_computes_the_sliding_window_values():
 def _user_planted_batch(seed):
     """Each user clicks exactly the items whose field (item % 5) has the parity of the user's
     second profile field: which item of a channel gets clicked is set by a user field."""
-    batch = {k: v.numpy() for k, v in list_batch(b=32, seed=seed, short_last=False).items()}
-    batch["user_id"] = np.arange(32) % 5
-    batch["user_fields"] = np.stack([np.arange(32) % 6, (np.arange(32) // 5) % 2], 1)
+    b = 32
+    batch = {k: v.numpy() for k, v in list_batch(b=b, seed=seed, short_last=False).items()}
+    batch["user_id"] = np.arange(b) % 5
+    batch["user_fields"] = np.stack([np.arange(b) % 6, (np.arange(b) // 5) % 2], 1)
     likes = batch["user_fields"][:, 1:2]
     clicked = ((batch["item_fields"][..., 0] % 2) == likes).astype(np.int64) * batch["mask"]
     batch["clicked"] = clicked

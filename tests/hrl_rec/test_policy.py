@@ -149,25 +149,24 @@ def test_a_position_biased_click_model_serves_with_the_slot_bias_in_ctr():
     np.testing.assert_allclose(out["ctr"].numpy(), 1 / (1 + np.exp(-logit)), rtol=1e-5)
 
 
-@pytest.mark.parametrize("item_score,k", [("wolpertinger_q", 3), ("wolpertinger_f", 3)])
-def test_wolpertinger_picks_by_q_or_f_among_the_k_nearest(item_score, k):
+def test_wolpertinger_picks_by_q_or_f_among_the_k_nearest():
     model = tiny_model(state_window="prefix", click_interaction=True, critic_form="bilinear",
                        critic_direction=True)
     model.click.w_ad.assign(np.random.default_rng(0).normal(size=model.click.w_ad.shape))
     model.hra.critics[0].bias.assign(5.0)   # Q above the ReLU's zero, so its ranking shows
     request = _request(seed=4)
-    picks, _ = _reference_slate(model, request, item_score, k)
-    out = SlatePolicy(model, 10, item_score=item_score, wolpertinger_k=k).slate(request)
-    np.testing.assert_array_equal(out["index"].numpy(), picks)
-    assert (picks != _reference_slate(model, request)[0]).any()   # not the nearest item
+    nearest = _reference_slate(model, request)[0]
+    for item_score in ("wolpertinger_q", "wolpertinger_f"):
+        picks, _ = _reference_slate(model, request, item_score, 3)
+        out = SlatePolicy(model, 10, item_score=item_score, wolpertinger_k=3).slate(request)
+        np.testing.assert_array_equal(out["index"].numpy(), picks)
+        assert (picks != nearest).any()   # not the nearest item
     # k = 1 is the nearest item (Sec. 3.5); k = every candidate is the best f of the channel
-    nearest = SlatePolicy(model, 10, item_score="wolpertinger_f", wolpertinger_k=1)
-    np.testing.assert_array_equal(nearest.slate(request)["index"].numpy(),
-                                  _reference_slate(model, request)[0])
-    if item_score == "wolpertinger_f":
-        every = SlatePolicy(model, 10, item_score=item_score, wolpertinger_k=1000)
-        np.testing.assert_array_equal(every.slate(request)["index"].numpy(),
-                                      _reference_slate(model, request, "click")[0])
+    one = SlatePolicy(model, 10, item_score="wolpertinger_f", wolpertinger_k=1)
+    np.testing.assert_array_equal(one.slate(request)["index"].numpy(), nearest)
+    every = SlatePolicy(model, 10, item_score="wolpertinger_f", wolpertinger_k=1000)
+    np.testing.assert_array_equal(every.slate(request)["index"].numpy(),
+                                  _reference_slate(model, request, "click")[0])
 
 
 def test_epsilon_and_item_score_are_checked():
