@@ -213,10 +213,9 @@ class Learner:
             l_low = losses.agent_loss(critic_low, actor_low, cfg.beta)
             l_high = losses.agent_loss(critic_high, actor_high, cfg.beta)
             click = losses.click_loss(model.click_logits(fwd), batch["clicked"][:, m:], weight)
-            clicked = tf.cast(batch["clicked"][:, m:], tf.float32)
             if cfg.similarity_target == "clicked":   # the logged item, where it was clicked
                 d_low = d_high = fwd.logged
-                sim_weight = weight * clicked
+                sim_weight = weight * tf.cast(batch["clicked"][:, m:], tf.float32)
             else:                                     # Eq. 17: the nearest allowed candidate
                 allowed_low, allowed_high = allowed_candidates(batch, m)
                 d_low, _ = most_similar(fwd.a_low, fwd.candidates, allowed_low)
