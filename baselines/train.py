@@ -24,7 +24,7 @@ from absl import app, flags
 from baselines.models import DEFAULTS, MODELS, CTRModel
 from data import pipeline
 from data.progress import Progress
-from data.stats import auc_by_slot, click_metrics, rela_impr
+from data.stats import auc_by_slot, click_metrics, fair_ceilings, headroom_share, rela_impr
 from data.files import write_json
 from hrl_rec.divergence import TrainingDiverged, check_losses, check_weights
 
@@ -216,6 +216,9 @@ def main(argv):
             lr_auc = json.load(f)["auc"]
     report = {"model": FLAGS.model, **test, **result, "wall_seconds": time.monotonic() - start,
               "rela_impr_vs_lr": rela_impr(test["auc"], lr_auc) if lr_auc else None,
+              **fair_ceilings(meta),
+              "headroom_share": headroom_share(test["auc"], lr_auc,
+                                               fair_ceilings(meta)["learnable_ceiling_auc"]),
               "flags": {k: FLAGS[k].value for k in FLAGS if k in _OWN_FLAGS},
               "data_fingerprint": meta.get("fingerprint")}  # which dataset, exactly
     tmp = os.path.join(FLAGS.model_dir, "model.tmp.keras")
@@ -223,7 +226,9 @@ def main(argv):
     os.replace(tmp, os.path.join(FLAGS.model_dir, "model.keras"))
     write_json(os.path.join(FLAGS.model_dir, "eval.json"), report)
     print(json.dumps({k: report[k] for k in ("model", "auc", "logloss", "oracle_auc",
-                                             "rela_impr_vs_lr", "examples_per_s")
+                                             "oracle_auc_noise_free", "learnable_ceiling_auc",
+                                             "rela_impr_vs_lr", "headroom_share",
+                                             "examples_per_s")
                       if k in report}), flush=True)
 
 

@@ -67,4 +67,6 @@ def main(argv):
 if __name__ == "__main__":
     config_flags.define_flags(SimConfig)
     flags.DEFINE_integer("iterations", 4, "Calibration rounds.")
+    flags.DEFINE_integer("n_shards", 1, "The preset's shard count (read from data flagfiles); "
+                         "calibration simulates the whole population as one shard.")
     app.run(main)

@@ -23,7 +23,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from data import config_flags, writer
+from data import ceilings, config_flags, writer
 from data.logging_policy import LoggingPolicy
 from data.progress import Progress
 from data.schema import FeatureSpec, ImpressionLog
@@ -149,6 +149,9 @@ def _stats_path(output_dir: str, shard: int, n_shards: int) -> str:
     return os.path.join(output_dir, SHARD_STATS, f"shard-{shard:05d}-of-{n_shards:05d}.json")
 
 
+_DEFAULT_CONFIG = json.loads(json.dumps(dataclasses.asdict(SimConfig())))
+
+
 def _load_shard_stats(output_dir: str, n_shards: int, identity: dict) -> list[dict]:
     """The statistics of every shard present; a shard made with other settings is an error."""
     present = []
@@ -158,6 +161,8 @@ def _load_shard_stats(output_dir: str, n_shards: int, identity: dict) -> list[di
             continue
         with open(path) as f:
             record = json.load(f)
+        # shards written before a flag existed were made at its default (which keeps the bytes)
+        record["identity"]["config"] = {**_DEFAULT_CONFIG, **record["identity"]["config"]}
         if record["identity"] != identity:
             other = record["identity"]
             keys = sorted(k for k in set(other["config"]) | set(identity["config"])
@@ -165,7 +170,9 @@ def _load_shard_stats(output_dir: str, n_shards: int, identity: dict) -> list[di
             keys += [k for k in ("n_shards", "history_context") if other[k] != identity[k]]
             raise ValueError(f"{path}: generated with other settings (differ: {keys}); use the "
                              f"same flags on every machine or another --output_dir")
-        present.append({split: SplitStats.from_json(record[split]) for split in ("train", "test")})
+        present.append({**{split: SplitStats.from_json(record[split])
+                           for split in ("train", "test")},
+                        "ceiling_fit": record.get("ceiling_fit")})
     return present
 
 
@@ -189,7 +196,9 @@ def _run_shard(args, world: World | None = None):
         elif _PROGRESS is not None:
             _PROGRESS.update(1)
 
-    days, world = simulate_shard(cfg, shard, n_shards, world=world, on_day=tick)
+    recorder = ceilings.Recorder()
+    days, world = simulate_shard(cfg, shard, n_shards, world=world, on_day=tick,
+                                 observe=recorder)
     spec = feature_spec(world)
     train, test, sessions = split_days(cfg, days, history_context)
     stats = {}
@@ -197,6 +206,14 @@ def _run_shard(args, world: World | None = None):
                                              ("test", test, sessions[1])):
         writer.write_split(output_dir, split, log, target, spec, shard, n_shards)
         stats[split] = writer.split_stats(spec, log, target, n_sessions)
+    imp = recorder.impressions()
+    fit = ceilings.learnable_ceiling(cfg, world, imp)
+    in_test = imp.day >= cfg.test_start_day
+    stats["train"].add_ceilings(imp.noise_free[~in_test], imp.clicked[~in_test],
+                                fit.valid_scores, imp.clicked[imp.day == cfg.test_start_day - 1])
+    stats["test"].add_ceilings(imp.noise_free[in_test], imp.clicked[in_test],
+                               fit.test_scores, imp.clicked[in_test])
+    stats["ceiling_fit"] = {"l2": fit.l2, "valid_auc_by_l2": fit.valid_auc_by_l2}
     tick()  # one unit per shard for writing its files
     return stats
 
@@ -247,7 +264,8 @@ def generate(cfg: SimConfig, output_dir: str, n_shards: int, processes: int = 0,
     elapsed = time.monotonic() - start
     for shard, r in zip(shards, results):
         writer.write_json(_stats_path(output_dir, shard, n_shards), {
-            "identity": identity, **{split: r[split].to_json() for split in ("train", "test")}})
+            "identity": identity, **{split: r[split].to_json() for split in ("train", "test")},
+            "ceiling_fit": r.get("ceiling_fit")})
     present = _load_shard_stats(output_dir, n_shards, identity)
     if len(present) < n_shards:
         print(f"wrote shards {shards} of {n_shards}; {len(present)} present in {output_dir}: "
@@ -269,6 +287,9 @@ def generate(cfg: SimConfig, output_dir: str, n_shards: int, processes: int = 0,
         "source": "irecsim", "spec": spec.to_json(), "propensity_known": True,
         "splits": merged, "overall": overall,
         "calibration": calibration_report(overall),
+        # data.ceilings: the prior precision of the learnable ceiling chosen per shard on the
+        # last training day, with the validation AUC of each one tried
+        "ceiling_fit": [r.get("ceiling_fit") for r in present],
         "chronological_split": {"train_days": [0, cfg.test_start_day],
                                 "test_days": [cfg.test_start_day, cfg.n_days],
                                 "test_start_timestamp": cfg.test_start_day * 86400},

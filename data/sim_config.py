@@ -93,6 +93,33 @@ class SimConfig:
     match_noise: float = help_field(0.3, "Std of the matching stage's score noise.")
     recent_window: int = help_field(60, "Recent impressions the matching stage does not repeat.")
     page_gap_s: int = help_field(45, "Seconds between pages of one session.")
+    # --- mechanisms the paper's claims are about (data/mechanisms.py; issue 22). Each is off
+    # at 0, so sim_small's bytes are unchanged; configs/sim_claims.flags turns them on. ---
+    clickbait_weight: float = help_field(
+        0.0, "Click-logit weight of an item's clickbait score b_i ~ U(0, 1) (clicks now); "
+        "0 = no clickbait.")
+    clickbait_satisfaction: float = help_field(
+        0.0, "Satisfaction lost per click times b_i (satisfaction later; with "
+        "--clickbait_weight, a click-maximiser loses return visits).")
+    satisfaction_completion: float = help_field(
+        0.0, "Satisfaction per click times its completion (dwell / duration): satisfaction "
+        "from what was consumed, not from the click alone.")
+    fatigue_weight: float = help_field(
+        0.0, "Cross-day channel fatigue: the session rate is x exp(-w * F), F an EMA of the "
+        "day's channel concentration sum_c share_c^2 - 1/C. Lowers returns, not today's clicks.")
+    satiation_weight: float = help_field(
+        0.0, "Short-term channel satiation: the click logit falls by w * S_uc, S_uc the user's "
+        "recent clicks on the channel decayed with --satiation_halflife_h.")
+    satiation_halflife_h: float = help_field(2.0, "Half-life of channel satiation, hours.")
+    triple_weight: float = help_field(
+        0.0, "A pure third-order interaction (user age field x 6-hour block x channel, all its "
+        "pairwise marginals zero) in the click logit: what pairwise models cannot represent.")
+    shock_size: float = help_field(
+        0.0, "Logit shift of --shock_channel's items from --shock_day for --shock_days days "
+        "(a channel shock: negative = its content got worse).")
+    shock_channel: str = help_field("short_video", "The channel of the shock.")
+    shock_day: int = help_field(7, "First day of the channel shock.")
+    shock_days: int = help_field(3, "Days the channel shock lasts.")
     # --- logging policy (the paper's online base) ---
     epsilon: float = help_field(0.1, "Online exploration: chance a slot gets a uniform candidate.")
     channel_quota: str = help_field("news,article,long_video,short_video,news,article,news,"
@@ -121,6 +148,11 @@ class SimConfig:
         if len(quota) != self.list_size:
             raise ValueError(f"--channel_quota has {len(quota)} slots, --list_size is "
                              f"{self.list_size}")
+        self.shock_channel_index()
+        if self.satiation_halflife_h <= 0:
+            raise ValueError(f"--satiation_halflife_h={self.satiation_halflife_h} must be > 0")
+        if self.shock_days < 0:
+            raise ValueError(f"--shock_days={self.shock_days} must be >= 0")
         if self.item_source not in ("procedural", "kuairand"):
             raise ValueError(f"--item_source={self.item_source!r}: expected procedural|kuairand")
         if self.item_source == "kuairand" and not self.kuairand_dir:
@@ -130,6 +162,11 @@ class SimConfig:
                 raise ValueError(
                     f"channel {CHANNELS[c]} keeps {per_day}x{life} items alive, fewer than "
                     f"--candidates_per_channel={self.candidates_per_channel}")
+
+    def shock_channel_index(self) -> int:
+        if self.shock_channel not in CHANNELS:
+            raise ValueError(f"--shock_channel={self.shock_channel!r}: expected one of {CHANNELS}")
+        return CHANNELS.index(self.shock_channel)
 
     def quota_channels(self) -> tuple[int, ...]:
         names = [s.strip() for s in self.channel_quota.split(",")]

@@ -15,6 +15,10 @@ i's tags to P_u. A session continues to another page with sigmoid(theta_0 + thet
 theta_2*distinct tags); across days a user's session rate follows their satisfaction (clicks,
 newly engaged tags, minus repeated tags), so diversity and novelty have long-term value.
 
+The mechanisms for the paper's claims (clickbait, channel satiation, a pure three-way
+interaction, a channel shock, channel fatigue, satisfaction from completion) add their terms to
+z and to the daily satisfaction / session rate: data/mechanisms.py, each off at weight 0.
+
 `IRecSim` is the interactive API: `reset(user_ids)` -> first `Requests` (with the matching stage's
 top-K candidates per channel); `step(slates)` -> (`Feedback`, next `Requests`). All users with a
 session in progress are served together, one page each per step.
@@ -25,6 +29,7 @@ import dataclasses
 
 import numpy as np
 
+from data.mechanisms import TRIPLE_FIELD, MechanismState
 from data.sim_config import CHANNELS, SimConfig
 from data.sim_world import DAY, World
 
@@ -180,6 +185,11 @@ class Feedback:
     item_age_bucket: np.ndarray  # [n, S]
     tags: np.ndarray  # [n, S, T]
     shared_tags: np.ndarray  # [n, S] items above sharing a tag (the list-repetition count)
+    # The parts of z that data.ceilings needs (never written to the log):
+    logit_known: np.ndarray | None = None  # [n, S] z without beta*log(C*rho), s*<u,v>, eps_ui
+    idio: np.ndarray | None = None  # [n, S] eps_ui
+    exam: np.ndarray | None = None  # [S] e_k
+    terms: dict | None = None  # {name: [n, S]} data.mechanisms' click-logit terms (0 when off)
 
 
 class IRecSim:
@@ -214,6 +224,8 @@ class IRecSim:
         self.recent = np.full((n, self.cfg.recent_window), -1, np.int64)
         self.satisfaction = np.full(n, self.cfg.satisfaction_reference)
         self.request_count = np.zeros(n, np.int64)
+        self.mech = MechanismState(self.cfg, n, len(self.world.items),
+                                   np.bincount(users.fields[:, TRIPLE_FIELD]), HOUR_PROFILE)
         self.day = start_day - 1
         self.done = False
         return self._next_day()
@@ -251,6 +263,8 @@ class IRecSim:
             weekend = 1.15 if weekday >= 5 else 1.0
             rate = (cfg.sessions_per_day * self.activity * weekend * np.exp(
                 cfg.return_weight * np.tanh(self.satisfaction - cfg.satisfaction_reference)))
+            if cfg.fatigue_weight:
+                rate = rate * self.mech.rate_factor()
             count = self.rng.poisson(rate)
             max_s = int(count.max()) if len(count) else 0
             if max_s == 0:
@@ -269,6 +283,7 @@ class IRecSim:
             self.day_pages = np.zeros(len(count))
             self.day_new_tags = np.zeros(len(count))
             self.day_repeats = np.zeros(len(count))
+            self.mech.start_day()
             self._start_sessions(np.flatnonzero(count > 0), last_t=None)
             return self._make_requests(np.flatnonzero(self.in_session))
 
@@ -292,7 +307,10 @@ class IRecSim:
         pages = np.maximum(self.day_pages, 1)
         today = (self.day_clicks + cfg.satisfaction_new_tag * self.day_new_tags
                  - cfg.satisfaction_boredom * self.day_repeats) / pages
+        if cfg.satisfaction_completion or cfg.clickbait_satisfaction:
+            today = today + self.mech.satisfaction_terms(self.day_pages)
         active = self.day_pages > 0
+        self.mech.end_day(active)
         m = cfg.satisfaction_memory
         # Days without a session pull satisfaction back towards the reference.
         today = np.where(active, today, cfg.satisfaction_reference)
@@ -458,24 +476,37 @@ class IRecSim:
         novel = ((tags > 0) & ~in_profile.reshape(tags.shape)).sum(-1)
         drift = (hour_drift(req.context[:, 0], cfg.hour_drift)
                  + network_drift(req.context[:, 2], cfg.network_effect))
-        z = click_logit(
-            cfg, alpha=np.asarray(cfg.alpha)[channel],
-            pref=np.take_along_axis(self.pref[rows], channel, axis=1),
-            match=match, quality=items.quality[slates],
-            same_channel=same_channel_above(channel), shared_tags=shared,
-            novel=novel, freshness=np.exp(-age / lifetime),
-            drift=np.take_along_axis(drift, channel, axis=1),
-            idio=idiosyncratic(cfg.seed, req.user_id[:, None], slates, cfg.idiosyncratic_std))
+        terms = dict(alpha=np.asarray(cfg.alpha)[channel], quality=items.quality[slates],
+                     same_channel=same_channel_above(channel), shared_tags=shared,
+                     novel=novel, freshness=np.exp(-age / lifetime),
+                     drift=np.take_along_axis(drift, channel, axis=1))
+        idio = idiosyncratic(cfg.seed, req.user_id[:, None], slates, cfg.idiosyncratic_std)
+        z = click_logit(cfg, pref=np.take_along_axis(self.pref[rows], channel, axis=1),
+                        match=match, idio=idio, **terms)
+        # what a model that knew the formula but not the user's latents or eps_ui would add up
+        known = click_logit(cfg, pref=np.full(z.shape, 1.0 / len(CHANNELS)),
+                            match=np.zeros(z.shape), idio=0.0, **terms)
+        mech = self.mech.click_terms(rows, slates, channel, req.user_fields, req.context[:, 0],
+                                     req.timestamp, req.day)
+        if any(cfg_weight for cfg_weight in self._mechanism_weights()):
+            extra = sum(mech.values())
+            z, known = z + extra, known + extra
         p = self._exam[None, :] * sigmoid(z)
         clicked = self.rng.uniform(size=p.shape) < p
         completion = sigmoid(cfg.completion_bias + cfg.completion_match * match)
+        self.mech.after_page(rows, slates, channel, clicked, completion, req.timestamp)
         dwell = items.duration[slates] * completion * np.exp(
             self.rng.standard_normal(p.shape) * cfg.dwell_sigma)
         dwell = np.where(clicked, np.minimum(dwell, 3 * items.duration[slates]), 0.0)
         return Feedback(clicked=clicked, dwell=dwell.astype(np.float32),
                         true_ctr=p.astype(np.float32), novel_tags=novel,
                         item_age_bucket=self.candidate_age_buckets(req.context[:, 0], slates),
-                        tags=tags, shared_tags=shared)
+                        tags=tags, shared_tags=shared, logit_known=known, idio=idio,
+                        exam=self._exam, terms=mech)
+
+    def _mechanism_weights(self):
+        cfg = self.cfg
+        return (cfg.clickbait_weight, cfg.satiation_weight, cfg.triple_weight, cfg.shock_size)
 
     def _update_users(self, req: Requests, slates: np.ndarray, fb: Feedback) -> None:
         cfg, items = self.cfg, self.world.items

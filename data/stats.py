@@ -35,6 +35,25 @@ class SplitStats:
         self.lists = 0
         self.sessions = 0
         self.has_oracle = True
+        # the fair ceilings (data.ceilings): histograms of their scores, when recorded
+        self.noise_free_pos = np.zeros(AUC_BINS, np.int64)
+        self.noise_free_neg = np.zeros(AUC_BINS, np.int64)
+        self.ceiling_pos = np.zeros(AUC_BINS, np.int64)
+        self.ceiling_neg = np.zeros(AUC_BINS, np.int64)
+        self.has_ceilings = False
+
+    def add_ceilings(self, noise_free, noise_free_clicked, learnable, learnable_clicked) -> None:
+        """Adds the scores of `data.ceilings` with their labels: the noise-free oracle's of
+        this split's impressions, the learnable ceiling's of those it is measured on (the test
+        split's; the validation day's for the training split)."""
+        for name, scores, clicked in (("noise_free", noise_free, noise_free_clicked),
+                                      ("ceiling", learnable, learnable_clicked)):
+            clicked = np.asarray(clicked, bool)
+            bins = np.clip((np.asarray(scores) * AUC_BINS).astype(np.int64), 0, AUC_BINS - 1)
+            pos, neg = getattr(self, f"{name}_pos"), getattr(self, f"{name}_neg")
+            pos += np.bincount(bins[clicked], minlength=AUC_BINS)
+            neg += np.bincount(bins[~clicked], minlength=AUC_BINS)
+        self.has_ceilings = True
 
     def add(self, log: ImpressionLog, sessions: int = 0) -> None:
         c = self.n_channels
@@ -54,20 +73,26 @@ class SplitStats:
         self.sessions += sessions
 
     def merge(self, other: "SplitStats") -> None:
+        was_empty = self.empty()
         for name in self._ARRAYS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.users |= other.users
         self.lists += other.lists
         self.sessions += other.sessions
         self.has_oracle &= other.has_oracle
+        self.has_ceilings = (self.has_ceilings or was_empty) and other.has_ceilings
 
     _ARRAYS = ("impressions", "clicks", "dwell", "slot_impressions", "slot_clicks", "auc_pos",
-               "auc_neg")
+               "auc_neg", "noise_free_pos", "noise_free_neg", "ceiling_pos", "ceiling_neg")
+
+    def empty(self) -> bool:
+        return int(self.impressions.sum()) == 0
 
     def to_json(self) -> dict:
         """Every count, so that shards generated on other machines can be merged."""
         return {"n_channels": self.n_channels, "list_size": self.list_size,
                 "lists": self.lists, "sessions": self.sessions, "has_oracle": self.has_oracle,
+                "has_ceilings": self.has_ceilings,
                 "users": sorted(int(u) for u in self.users),
                 **{k: getattr(self, k).tolist() for k in self._ARRAYS}}
 
@@ -75,18 +100,24 @@ class SplitStats:
     def from_json(cls, d: dict) -> "SplitStats":
         s = cls(d["n_channels"], d["list_size"])
         for k in cls._ARRAYS:
-            setattr(s, k, np.asarray(d[k], getattr(s, k).dtype))
+            if k in d:  # shard statistics written before the ceilings lack theirs
+                setattr(s, k, np.asarray(d[k], getattr(s, k).dtype))
         s.users, s.lists, s.sessions = set(d["users"]), d["lists"], d["sessions"]
         s.has_oracle = d["has_oracle"]
+        s.has_ceilings = d.get("has_ceilings", False)
         return s
 
     def oracle_auc(self) -> float | None:
         """AUC of the true click probabilities (binned to 2^-16; ties count one half)."""
-        pos, neg = self.auc_pos, self.auc_neg
-        if not self.has_oracle or pos.sum() == 0 or neg.sum() == 0:
-            return None
-        neg_below = np.cumsum(neg) - neg
-        return float((pos * neg_below + 0.5 * pos * neg).sum() / (pos.sum() * neg.sum()))
+        return binned_auc(self.auc_pos, self.auc_neg) if self.has_oracle else None
+
+    def ceilings(self) -> dict:
+        """{oracle_auc_noise_free, learnable_ceiling_auc} (data.ceilings), or {} if not
+        recorded."""
+        if not self.has_ceilings:
+            return {}
+        return {"oracle_auc_noise_free": binned_auc(self.noise_free_pos, self.noise_free_neg),
+                "learnable_ceiling_auc": binned_auc(self.ceiling_pos, self.ceiling_neg)}
 
     def summary(self, channel_names) -> dict:
         imp, clk = self.impressions, self.clicks
@@ -101,6 +132,7 @@ class SplitStats:
                                          zip(channel_names, self.dwell, clk)},
             "ctr_per_slot": (self.slot_clicks / np.maximum(self.slot_impressions, 1)).tolist(),
             "oracle_auc": self.oracle_auc(),
+            **self.ceilings(),
         }
         if self.sessions:
             out["sessions"] = self.sessions
@@ -108,6 +140,40 @@ class SplitStats:
             out["clicks_per_session"] = total_clk / self.sessions
             out["sessions_per_user"] = self.sessions / max(len(self.users), 1)
         return out
+
+
+CEILING_KEYS = ("oracle_auc_noise_free", "learnable_ceiling_auc", "valid_learnable_ceiling_auc")
+
+
+def fair_ceilings(meta: dict) -> dict:
+    """The dataset's fair ceilings (data.ceilings) from its metadata.json, for every report:
+    `oracle_auc_noise_free` and `learnable_ceiling_auc` of the test split, and
+    `valid_learnable_ceiling_auc` of the last training day (every trainer's validation day).
+    None where the dataset has no simulator truth or predates them (regenerate it with
+    data.generate: the shards' bytes and the fingerprint stay the same)."""
+    splits = meta.get("splits", {})
+    test, train = splits.get("test", {}), splits.get("train", {})
+    return {"oracle_auc_noise_free": test.get("oracle_auc_noise_free"),
+            "learnable_ceiling_auc": test.get("learnable_ceiling_auc"),
+            "valid_learnable_ceiling_auc": train.get("learnable_ceiling_auc")}
+
+
+def headroom_share(auc: float | None, lr_auc: float | None, ceiling: float | None):
+    """(auc - LR) / (ceiling - LR): the share of the headroom above LR, up to the learnable
+    ceiling, that a model takes (1 = at the ceiling, < 0 = below LR); None if a value is
+    missing or the ceiling is not above LR."""
+    if auc is None or lr_auc is None or ceiling is None or ceiling <= lr_auc:
+        return None
+    return (auc - lr_auc) / (ceiling - lr_auc)
+
+
+def binned_auc(pos: np.ndarray, neg: np.ndarray) -> float | None:
+    """AUC from histograms of the positives' and negatives' scores over ascending bins (ties
+    within a bin count one half); None without both classes."""
+    if pos.sum() == 0 or neg.sum() == 0:
+        return None
+    neg_below = np.cumsum(neg) - neg
+    return float((pos * neg_below + 0.5 * pos * neg).sum() / (pos.sum() * neg.sum()))
 
 
 def calibration_report(summary: dict) -> dict:

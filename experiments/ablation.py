@@ -90,12 +90,15 @@ def summary_rows(settings: list[grid.Setting], results: dict, seeds: list[int]):
         paper = PAPER.get(s.name)
         score = "cos" if results[s.name, seeds[0]].get("flags", {}).get("eval_score") == \
             "cosine" else ("f" if hrl else "LR")
+        share = (report.paired(results, s.name, BASE, seeds, report.headroom_vs)
+                 if s.name != BASE else None)
         md.append([s.label, f"{auc.text()} ({score})",
                    gain.text() if gain and s.name != "hrl_rec" else "",
                    impr.text(2, percent=True) if impr else "",
+                   share.text(2, percent=True) if share else "",
                    click.text() if click else "", cosine.text() if cosine else "", str(auc.n),
                    f"{paper[0]:.4f} / {paper[1]:.2%}" if paper else ""])
-        stats = (auc, gain, impr, click, cosine)
+        stats = (auc, gain, impr, share, click, cosine)
         table.append([s.name, s.label, score, auc.n]
                      + [x for st in stats for x in ((st.mean, st.std) if st else ("", ""))]
                      + (list(paper) if paper else ["", ""]))
@@ -103,12 +106,14 @@ def summary_rows(settings: list[grid.Setting], results: dict, seeds: list[int]):
 
 
 MD_HEADER = ["setting", "test AUC (score)", "AUC vs HRL-Rec (paired)", "RelaImpr vs LR",
-             "AUC of f (Eq. 16)", "AUC of cos(a^h, d)", "seeds", "paper AUC / RelaImpr"]
+             "share of the (ceiling − LR) headroom", "AUC of f (Eq. 16)", "AUC of cos(a^h, d)", "seeds", "paper AUC / RelaImpr"]
 CSV_HEADER = ["setting", "label", "score", "seeds", "auc_mean", "auc_std", "auc_vs_hrl_rec_mean",
-              "auc_vs_hrl_rec_std", "rela_impr_mean", "rela_impr_std", "auc_click_mean",
+              "auc_vs_hrl_rec_std", "rela_impr_mean", "rela_impr_std", "headroom_share_mean",
+              "headroom_share_std", "auc_click_mean",
               "auc_click_std", "auc_cosine_mean", "auc_cosine_std", "paper_auc",
               "paper_rela_impr"]
-RUN_KEYS = ["auc", "auc_click", "auc_cosine", "valid_auc", "logloss", "best_epoch", "steps",
+RUN_KEYS = ["auc", "auc_click", "auc_cosine", "valid_auc", "logloss", "oracle_auc",
+            "oracle_auc_noise_free", "learnable_ceiling_auc", "best_epoch", "steps",
             "wall_seconds", "data_fingerprint"]
 
 
@@ -122,6 +127,7 @@ def run_row(run: dict) -> list:
 def write_table(output_dir: str, settings, results: dict, seeds: list[int], notes: list[str]):
     os.makedirs(output_dir, exist_ok=True)
     md, table = summary_rows(settings, results, seeds)
+    md += report.ceiling_rows(results, seeds, len(MD_HEADER))
     path = os.path.join(output_dir, "table4")
     report.write_markdown(path + ".md", "Table 4: ablations of HRL-Rec", notes, MD_HEADER, md)
     report.write_csv(path + ".csv", CSV_HEADER, table)

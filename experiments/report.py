@@ -12,7 +12,7 @@ import io
 
 import numpy as np
 
-from data.stats import rela_impr
+from data.stats import headroom_share, rela_impr
 from data.files import write_atomic
 
 
@@ -38,9 +38,11 @@ class Stat:
 
 
 def paired(results: dict, name: str, reference: str, seeds, fn) -> Stat | None:
-    """fn(run, reference run) over the seeds where both exist; None where none do."""
+    """fn(run, reference run) over the seeds where both exist and fn is not None; None where
+    there are none."""
     values = [fn(results[name, s], results[reference, s]) for s in seeds
               if (name, s) in results and (reference, s) in results]
+    values = [v for v in values if v is not None]
     return Stat.of(values) if values else None
 
 
@@ -54,6 +56,27 @@ def auc_gain(run: dict, ref: dict) -> float:
 
 def rela_impr_vs(run: dict, base: dict) -> float:
     return rela_impr(run["auc"], base["auc"])
+
+
+def headroom_vs(run: dict, base: dict) -> float | None:
+    """The run's share of the (learnable ceiling - LR) headroom (data.stats.headroom_share),
+    with the ceiling its eval.json records."""
+    return headroom_share(run["auc"], base["auc"], run.get("learnable_ceiling_auc"))
+
+
+def ceiling_rows(results: dict, seeds, columns: int) -> list[list[str]]:
+    """Markdown rows for the test split's oracle and fair ceilings (data.ceilings) that the
+    runs' eval.json record, padded to `columns` cells."""
+    rows = []
+    for key, label in (("oracle_auc", "oracle (true click probabilities)"),
+                       ("oracle_auc_noise_free", "oracle without eps_ui (noise-free)"),
+                       ("learnable_ceiling_auc",
+                        "learnable ceiling (true formula, users estimated from earlier days)")):
+        values = {results[k][key] for k in results
+                  if k[1] in seeds and results[k].get(key) is not None}
+        if values:
+            rows.append([label, f"{max(values):.4f}"] + [""] * (columns - 2))
+    return rows
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:

@@ -109,12 +109,16 @@ def summary_rows(settings: list[grid.Setting], results: dict, seeds: list[int]):
         gap = (report.paired(results, HRL, s.name, seeds, report.auc_gain)
                if s.name != HRL else None)
         test = paired_t_test(*_paired_aucs(results, HRL, s.name, seeds)) if gap else None
+        share = (report.paired(results, s.name, BASE, seeds, report.headroom_vs)
+                 if s.name != BASE else None)
         paper = PAPER[s.name]
         md.append([s.label, auc.text(), impr.text(2, percent=True) if impr else "",
+                   share.text(2, percent=True) if share else "",
                    gap.text() if gap else "", _p_text(test), loss.text(), str(auc.n),
                    f"{paper[0]:.4f} / {paper[1]:.2%}"])
         table.append([s.name, s.label, auc.n, auc.mean, auc.std,
                       *((impr.mean, impr.std) if impr else ("", "")),
+                      *((share.mean, share.std) if share else ("", "")),
                       *((gap.mean, gap.std) if gap else ("", "")),
                       *(test if test else ("", "")), loss.mean, loss.std, *paper])
     return md, table
@@ -127,21 +131,14 @@ def _p_text(test) -> str:
     return f"{p:.3f}{' *' if p < ALPHA else ''} (t = {t:.2f})"
 
 
-def oracle_row(results: dict, seeds) -> list[str] | None:
-    """The Bayes-optimal AUC of the test split (the simulator's true click probabilities)."""
-    values = {results[k]["oracle_auc"] for k in results
-              if k[1] in seeds and results[k].get("oracle_auc") is not None}
-    if not values:
-        return None
-    return ["oracle (true click probabilities)", f"{max(values):.4f}"] + [""] * 6
-
-
-MD_HEADER = ["model", "test AUC", "RelaImpr vs LR", "HRL-Rec − model (paired)",
+MD_HEADER = ["model", "test AUC", "RelaImpr vs LR", "share of the (ceiling − LR) headroom",
+             "HRL-Rec − model (paired)",
              f"p (paired t over seeds; * < {ALPHA})", "logloss", "seeds", "paper AUC / RelaImpr"]
 CSV_HEADER = ["model", "label", "seeds", "auc_mean", "auc_std", "rela_impr_mean",
-              "rela_impr_std", "hrl_rec_minus_model_mean", "hrl_rec_minus_model_std", "t", "p",
+              "rela_impr_std", "headroom_share_mean", "headroom_share_std", "hrl_rec_minus_model_mean", "hrl_rec_minus_model_std", "t", "p",
               "logloss_mean", "logloss_std", "paper_auc", "paper_rela_impr"]
-RUN_KEYS = ["auc", "logloss", "oracle_auc", "valid_auc", "best_epoch", "steps", "wall_seconds",
+RUN_KEYS = ["auc", "logloss", "oracle_auc", "oracle_auc_noise_free", "learnable_ceiling_auc",
+            "valid_auc", "best_epoch", "steps", "wall_seconds",
             "data_fingerprint"]
 
 
@@ -156,8 +153,7 @@ def write_table(output_dir: str, settings, results: dict, seeds: list[int], note
     """-> (the Markdown table, whether the PNG was drawn)."""
     os.makedirs(output_dir, exist_ok=True)
     md, table = summary_rows(settings, results, seeds)
-    oracle = oracle_row(results, seeds)
-    md_all = md + ([oracle] if oracle else [])
+    md_all = md + report.ceiling_rows(results, seeds, len(MD_HEADER))
     path = os.path.join(output_dir, "table2")
     report.write_markdown(path + ".md", "Table 2: offline evaluation (test AUC)", notes,
                           MD_HEADER, md_all)

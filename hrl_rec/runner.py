@@ -36,7 +36,7 @@ from sklearn.metrics import roc_auc_score
 
 from data import pipeline
 from data.progress import Progress
-from data.stats import click_metrics
+from data.stats import click_metrics, fair_ceilings
 from data.files import write_json
 from hrl_rec import distribute
 from hrl_rec.config import HRLConfig
@@ -412,7 +412,8 @@ class Runner:
                   "steps": step, **train_stats, "strategy": self.run_settings.strategy,
                   "replicas": self.strategy.num_replicas_in_sync,
                   "wall_seconds": wall_seconds, "flags": self.flags_record,
-                  "data_fingerprint": self.meta.get("fingerprint")}  # which dataset, exactly
+                  "data_fingerprint": self.meta.get("fingerprint"),  # which dataset, exactly
+                  **fair_ceilings(self.meta)}
         tmp = os.path.join(self.run_settings.model_dir, "model.tmp.keras")
         self.model.save(tmp)
         os.replace(tmp, os.path.join(self.run_settings.model_dir, "model.keras"))
@@ -428,7 +429,8 @@ def run(cfg: HRLConfig, settings: RunSettings, flags_record: dict | None = None,
     stats = runner.train()
     report = runner.finish(stats, time.monotonic() - start)
     keys = ("auc", "auc_click", "auc_cosine", "auc_cosine_by_slot", "rank_auc_high",
-            "action_alignment_high", "logloss", "oracle_auc", "valid_auc", "steps",
+            "action_alignment_high", "logloss", "oracle_auc", "oracle_auc_noise_free",
+            "learnable_ceiling_auc", "valid_auc", "valid_learnable_ceiling_auc", "steps",
             "transitions_per_s")
     print(json.dumps({k: report[k] for k in keys if k in report}), flush=True)
     return report

@@ -204,6 +204,11 @@ def test_train_cli_writes_eval_json(tmp_path):
         "fingerprint"]
     assert report["oracle_auc"] > report["auc"] - 0.05
     assert report["rela_impr_vs_lr"] == pytest.approx((report["auc"] - 0.5) / 0.1 - 1)
+    meta = json.loads((data / "metadata.json").read_text())
+    ceiling = meta["splits"]["test"]["learnable_ceiling_auc"]
+    assert report["learnable_ceiling_auc"] == ceiling
+    assert report["oracle_auc_noise_free"] == meta["splits"]["test"]["oracle_auc_noise_free"]
+    assert report["headroom_share"] == pytest.approx((report["auc"] - 0.6) / (ceiling - 0.6))
     assert report["examples_per_s"] > 0 and report["valid"]["epoch"] == 1
     assert report["flags"]["model"] == "deepfm" and report["flags"]["deterministic"] is True
     assert (tmp_path / "deepfm" / "model.keras").exists()

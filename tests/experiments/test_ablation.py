@@ -27,18 +27,19 @@ def test_rows_are_lr_then_the_papers_order_with_one_flag_each():
         _settings(("hrl_rec", "no_critic"))
 
 
-def _run(name, auc, click=None, cosine=None, score="click"):
+def _run(name, auc, click=None, cosine=None, score="click", ceiling=None):
     """An eval.json as hrl_rec.train writes it, or (click None) as baselines.train does."""
     if click is None:
         return {"auc": auc, "valid": {"auc": auc + 0.02, "epoch": 3}, "data_fingerprint": "f00d",
                 "flags": {"model": "lr"}}
-    return {"auc": auc, "valid_auc": auc + 0.01, "best_epoch": 2, "data_fingerprint": "f00d",
-            "flags": {"eval_score": score}, "auc_click": click, "auc_cosine": cosine}
+    run = {"auc": auc, "valid_auc": auc + 0.01, "best_epoch": 2, "data_fingerprint": "f00d",
+           "flags": {"eval_score": score}, "auc_click": click, "auc_cosine": cosine}
+    return {**run, "learnable_ceiling_auc": ceiling} if ceiling else run
 
 
 RESULTS = {("lr", 0): _run("lr", 0.740), ("lr", 1): _run("lr", 0.742),
-           ("hrl_rec", 0): _run("hrl_rec", 0.745, 0.745, 0.70),
-           ("hrl_rec", 1): _run("hrl_rec", 0.747, 0.747, 0.72),
+           ("hrl_rec", 0): _run("hrl_rec", 0.745, 0.745, 0.70, ceiling=0.760),
+           ("hrl_rec", 1): _run("hrl_rec", 0.747, 0.747, 0.72, ceiling=0.760),
            ("no_click_loss", 0): _run("n", 0.730, 0.50, 0.730, "cosine"),
            ("no_click_loss", 1): _run("n", 0.735, 0.52, 0.735, "cosine")}
 
@@ -47,14 +48,18 @@ def test_table_figures_by_hand(tmp_path):
     text, drawn = ablation.write_table(str(tmp_path), _settings(), RESULTS, [0, 1], ["a note"])
     rows = text.splitlines()[2:]
     # LR: 0.740, 0.742 -> mean 0.741, sample std 0.001 * sqrt(2) = 0.0014.
-    assert rows[0] == "| LR (base of RelaImpr) | 0.7410 ± 0.0014 (LR) |  |  |  |  | 2 |  |"
-    # RelaImpr per seed: 0.245 / 0.240 - 1 = 2.083%, 0.247 / 0.242 - 1 = 2.066%.
-    assert rows[1] == ("| HRL-Rec | 0.7460 ± 0.0014 (f) |  | 2.07 ± 0.01% | 0.7460 ± 0.0014 | "
-                       "0.7100 ± 0.0141 | 2 | 0.8097 / 34.01% |")
-    # vs HRL-Rec per seed: -0.015, -0.012; RelaImpr: 0.23/0.24 - 1, 0.235/0.242 - 1.
+    assert rows[0] == "| LR (base of RelaImpr) | 0.7410 ± 0.0014 (LR) |  |  |  |  |  | 2 |  |"
+    # RelaImpr per seed: 0.245 / 0.240 - 1 = 2.083%, 0.247 / 0.242 - 1 = 2.066%. Headroom
+    # share per seed: (0.745 - 0.740) / (0.760 - 0.740) = 25%, 0.005 / 0.018 = 27.78%.
+    assert rows[1] == ("| HRL-Rec | 0.7460 ± 0.0014 (f) |  | 2.07 ± 0.01% | 26.39 ± 1.96% | "
+                       "0.7460 ± 0.0014 | 0.7100 ± 0.0141 | 2 | 0.8097 / 34.01% |")
+    # vs HRL-Rec per seed: -0.015, -0.012; RelaImpr: 0.23/0.24 - 1, 0.235/0.242 - 1; no
+    # ceiling recorded (a dataset from before data.ceilings): no share.
     assert rows[2] == ("| - supervised click loss L_c | 0.7325 ± 0.0035 (cos) | -0.0135 ± 0.0021 "
-                       "| -3.53 ± 0.90% | 0.5100 ± 0.0141 | 0.7325 ± 0.0035 | 2 | "
+                       "| -3.53 ± 0.90% |  | 0.5100 ± 0.0141 | 0.7325 ± 0.0035 | 2 | "
                        "0.8032 / 31.20% |")
+    assert rows[3] == ("| learnable ceiling (true formula, users estimated from earlier days) "
+                       "| 0.7600 |  |  |  |  |  |  |  |")
     md = (tmp_path / "table4.md").read_text()
     assert md.startswith("# Table 4: ablations of HRL-Rec\n\na note\n") and md.endswith(text)
     with open(tmp_path / "table4.csv") as f:
@@ -63,6 +68,7 @@ def test_table_figures_by_hand(tmp_path):
     assert float(table[2]["rela_impr_mean"]) == pytest.approx((0.23 / 0.24 + 0.235 / 0.242) / 2
                                                               - 1)
     assert table[0]["auc_vs_hrl_rec_mean"] == "" and table[1]["paper_auc"] == "0.8097"
+    assert float(table[1]["headroom_share_mean"]) == pytest.approx((0.25 + 0.005 / 0.018) / 2)
     with open(tmp_path / "table4_runs.csv") as f:
         runs = list(csv.DictReader(f))
     assert [(r["setting"], r["seed"]) for r in runs][:3] == [("hrl_rec", "0"), ("lr", "0"),

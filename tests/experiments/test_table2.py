@@ -48,13 +48,16 @@ def test_paired_t_test_by_hand():
     assert table2.paired_t_test([0.75], [0.74]) is None
 
 
-def _baseline(auc, logloss=0.27, oracle=0.82):
-    return {"auc": auc, "logloss": logloss, "oracle_auc": oracle, "data_fingerprint": "f00d",
+CEILINGS = {"oracle_auc": 0.82, "oracle_auc_noise_free": 0.81, "learnable_ceiling_auc": 0.765}
+
+
+def _baseline(auc, logloss=0.27):
+    return {"auc": auc, "logloss": logloss, **CEILINGS, "data_fingerprint": "f00d",
             "valid": {"auc": auc + 0.01, "epoch": 2}, "steps": 100, "wall_seconds": 9.0}
 
 
 def _hrl(auc):
-    return {"auc": auc, "logloss": 0.26, "oracle_auc": 0.82, "data_fingerprint": "f00d",
+    return {"auc": auc, "logloss": 0.26, **CEILINGS, "data_fingerprint": "f00d",
             "valid_auc": auc + 0.02, "best_epoch": 3}
 
 
@@ -69,17 +72,23 @@ def test_table_figures_by_hand(tmp_path):
     # LR 0.740, 0.742: mean 0.741, sample std 0.002 / sqrt 2 = 0.0014.
     # HRL-Rec - LR: 0.005, 0.004: mean 0.0045, std 0.0007, t = 0.0045 / (0.001 / 2) = 9; with one
     # degree of freedom T is Cauchy: p = 1 - 2 atan(9) / pi = 0.0704.
-    assert rows[0] == ("| LR | 0.7410 ± 0.0014 |  | 0.0045 ± 0.0007 | 0.070 (t = 9.00) | "
+    assert rows[0] == ("| LR | 0.7410 ± 0.0014 |  |  | 0.0045 ± 0.0007 | 0.070 (t = 9.00) | "
                        "0.2700 ± 0.0000 | 2 | 0.7311 / 0.00% |")
-    # DeepFM vs LR per seed: 0.26 / 0.24 - 1 = 8.333%, 0.263 / 0.242 - 1 = 8.678%.
+    # DeepFM vs LR per seed: 0.26 / 0.24 - 1 = 8.333%, 0.263 / 0.242 - 1 = 8.678%; headroom
+    # share (0.760 - 0.740) / (0.765 - 0.740) = 80%, (0.763 - 0.742) / (0.765 - 0.742) = 91.30%.
     # HRL-Rec - DeepFM: -0.015, -0.017: mean -0.016, std 0.0014; t = -0.016 / (0.002 / 2) = -16,
     # p = 2 P(T_1 > 16) = 1 - 2 atan(16) / pi = 0.0398.
-    assert rows[1] == ("| DeepFM | 0.7615 ± 0.0021 | 8.51 ± 0.24% | -0.0160 ± 0.0014 | "
-                       "0.040 (t = -16.00) | 0.2550 ± 0.0071 | 2 | 0.7819 / 21.98% |")
-    # HRL-Rec vs LR: 0.245 / 0.24 - 1 = 2.083%, 0.246 / 0.242 - 1 = 1.653%.
-    assert rows[2] == ("| HRL-Rec | 0.7455 ± 0.0007 | 1.87 ± 0.30% |  |  | 0.2600 ± 0.0000 | 2 | "
-                       "0.8097 / 34.01% |")
-    assert rows[3] == "| oracle (true click probabilities) | 0.8200 |  |  |  |  |  |  |"
+    assert rows[1] == ("| DeepFM | 0.7615 ± 0.0021 | 8.51 ± 0.24% | 85.65 ± 7.99% | "
+                       "-0.0160 ± 0.0014 | 0.040 (t = -16.00) | 0.2550 ± 0.0071 | 2 | "
+                       "0.7819 / 21.98% |")
+    # HRL-Rec vs LR: 0.245 / 0.24 - 1 = 2.083%, 0.246 / 0.242 - 1 = 1.653%; headroom share
+    # 0.005 / 0.025 = 20%, 0.004 / 0.023 = 17.39%.
+    assert rows[2] == ("| HRL-Rec | 0.7455 ± 0.0007 | 1.87 ± 0.30% | 18.70 ± 1.84% |  |  | "
+                       "0.2600 ± 0.0000 | 2 | 0.8097 / 34.01% |")
+    assert rows[3] == "| oracle (true click probabilities) | 0.8200 |  |  |  |  |  |  |  |"
+    assert rows[4] == "| oracle without eps_ui (noise-free) | 0.8100 |  |  |  |  |  |  |  |"
+    assert rows[5] == ("| learnable ceiling (true formula, users estimated from earlier days) "
+                       "| 0.7650 |  |  |  |  |  |  |  |")
     md = (tmp_path / "table2.md").read_text()
     assert md.startswith("# Table 2: offline evaluation (test AUC)\n\na note\n")
     assert md.endswith(text)
@@ -106,10 +115,12 @@ def test_a_p_below_alpha_is_starred_and_unfinished_models_are_left_out(tmp_path)
                     for s in range(3)})
     text, _ = table2.write_table(str(tmp_path), _settings(), results, [0, 1, 2], [])
     rows = text.splitlines()[2:]
-    assert [r.split(" | ")[0] for r in rows] == ["| LR", "| HRL-Rec",
-                                                "| oracle (true click probabilities)"]
+    assert [r.split(" | ")[0] for r in rows] == [
+        "| LR", "| HRL-Rec", "| oracle (true click probabilities)",
+        "| oracle without eps_ui (noise-free)",
+        "| learnable ceiling (true formula, users estimated from earlier days)"]
     # Differences 0.010, 0.0101, 0.010: mean 0.010033, std 0.0000577, t = 301, p = 1.1e-5.
-    assert " *" in rows[0].split(" | ")[4] and rows[0].split(" | ")[4].startswith("0.000 *")
+    assert " *" in rows[0].split(" | ")[5] and rows[0].split(" | ")[5].startswith("0.000 *")
 
 
 def _cli(*args):

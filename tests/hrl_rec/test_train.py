@@ -42,6 +42,9 @@ def test_train_cli_end_to_end(sim_data, tmp_path):
     assert report["flags"]["deterministic"] is True
     meta = json.loads((sim_data / "metadata.json").read_text())
     assert report["data_fingerprint"] == meta["fingerprint"]
+    assert report["learnable_ceiling_auc"] == meta["splits"]["test"]["learnable_ceiling_auc"]
+    assert (report["valid_learnable_ceiling_auc"]
+            == meta["splits"]["train"]["learnable_ceiling_auc"])
     assert "epoch 1/1" in done.stderr                  # the progress line
     assert list((model_dir / "tb").iterdir()) and (model_dir / "ckpt" / "checkpoint").exists()
     model = keras.models.load_model(model_dir / "model.keras")

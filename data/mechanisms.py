@@ -1,0 +1,165 @@
+"""The mechanisms IRecSim adds for the paper's claims (issue 22), each off at weight 0.
+
+Each term below is added to the click logit z of SIMULATOR.md step 3, or to a user's daily
+satisfaction / session rate (step 6). `Feedback.terms` carries every click-logit term per
+impression, so that `benchmarks.mechanisms` can remove one from the oracle.
+
+Click logit (per impression of item i, channel c, user u, request at time t on day D):
+
+    clickbait   + w_cb * b_i                  b_i ~ U(0, 1) per item        (clicks now)
+    satiation   - w_sat * S_uc(t)             S_uc = sum over u's earlier clicks on c of
+                                              2^(-(t - t_click) / half-life)
+    triple      + w_3 * T[age_u, hour_t // 6, c]   T ~ N(0, 1) with every pairwise and
+                                              single marginal removed under the population's
+                                              age, session-hour and channel-mix frequencies
+                                              (a pure 3-way term)
+    shock       + s   if c is the shock channel and D in [shock_day, shock_day + shock_days)
+
+Daily satisfaction (per page, EMA as before) and session rate:
+
+    satisfaction += w_comp * sum(completion of clicked items) / pages
+                    - w_cbs * sum(b_i of clicked items) / pages          (satisfaction later)
+    rate *= exp(-w_fat * F_u),   F_u <- m F_u + (1 - m) (sum_c share_c^2 - 1/C)   (fatigue)
+
+with share_c the user's share of channel c among the day's impressions (m:
+--satisfaction_memory). b_i and T come from their own random streams (seed, 21) and
+(seed, 22), so turning a mechanism on changes no other draw of the world.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from data.sim_config import CHANNELS, SimConfig
+
+HOUR_BLOCKS = 4           # 6-hour blocks of the day in the triple interaction
+TRIPLE_FIELD = 0          # the user field of the triple interaction (age)
+CLICK_TERMS = ("clickbait", "satiation", "triple", "shock")
+
+
+def clickbait_scores(cfg: SimConfig, n_items: int) -> np.ndarray:
+    """b_i ~ U(0, 1) per item, from the stream (seed, 21)."""
+    return np.random.default_rng([cfg.seed, 21]).uniform(size=n_items)
+
+
+def pure_three_way(table: np.ndarray, weights=None) -> np.ndarray:
+    """The three-way part of a [A, B, C] table (the ANOVA decomposition under the product of
+    the axes' weights, uniform by default): the table minus its mean, its single and its
+    pairwise marginals. Every weighted mean over one axis of the result is zero, so under
+    independent axes with these frequencies no pairwise model can represent any of it."""
+    w = [np.full(n, 1.0 / n) for n in table.shape] if weights is None else \
+        [np.asarray(x, np.float64) / np.sum(x) for x in weights]
+
+    def mean(t, axes):
+        for axis in axes:
+            shape = [1, 1, 1]
+            shape[axis] = -1
+            t = (t * w[axis].reshape(shape)).sum(axis=axis, keepdims=True)
+        return t
+
+    t = table
+    return (t - mean(t, [0]) - mean(t, [1]) - mean(t, [2]) + mean(t, [0, 1])
+            + mean(t, [0, 2]) + mean(t, [1, 2]) - mean(t, [0, 1, 2]))
+
+
+def triple_table(cfg: SimConfig, field_weights, hour_weights) -> np.ndarray:
+    """[len(field_weights), HOUR_BLOCKS, C] three-way table from the stream (seed, 22), pure
+    under the population's field frequencies, the sessions' hour blocks and the global channel
+    mix, scaled to unit (weighted) standard deviation."""
+    field_weights = np.asarray(field_weights, np.float64)
+    hour_weights = np.asarray(hour_weights, np.float64).reshape(HOUR_BLOCKS, -1).sum(1)
+    weights = (field_weights, hour_weights, np.asarray(cfg.channel_mix, np.float64))
+    raw = np.random.default_rng([cfg.seed, 22]).normal(size=(len(field_weights), HOUR_BLOCKS,
+                                                             len(CHANNELS)))
+    t = pure_three_way(raw, weights)
+    p = np.einsum("a,b,c->abc", *(x / x.sum() for x in weights))
+    return t / max(float(np.sqrt((p * t ** 2).sum())), 1e-12)
+
+
+def satiation_decay(cfg: SimConfig, seconds: np.ndarray) -> np.ndarray:
+    """2^(-seconds / half-life)."""
+    return np.exp2(-np.asarray(seconds, np.float64) / (cfg.satiation_halflife_h * 3600.0))
+
+
+def channel_concentration(impressions: np.ndarray) -> np.ndarray:
+    """[n, C] impressions per channel -> sum_c share_c^2 - 1/C (0 for an even mix or no
+    impressions, 1 - 1/C for a single channel)."""
+    total = impressions.sum(1, keepdims=True)
+    share = impressions / np.maximum(total, 1)
+    return np.where(total[:, 0] > 0, (share ** 2).sum(1) - 1.0 / impressions.shape[1], 0.0)
+
+
+def shock_shift(cfg: SimConfig, day: int) -> np.ndarray:
+    """[C] logit shift of each channel on `day`."""
+    out = np.zeros(len(CHANNELS))
+    if cfg.shock_size and cfg.shock_day <= day < cfg.shock_day + cfg.shock_days:
+        out[cfg.shock_channel_index()] = cfg.shock_size
+    return out
+
+
+class MechanismState:
+    """The per-user state of the mechanisms for one IRecSim population."""
+
+    def __init__(self, cfg: SimConfig, n_users: int, n_items: int, field_weights,
+                 hour_weights=None):
+        """field_weights: the population's frequency of each value of the triple's user field;
+        hour_weights [24]: the sessions' hour-of-day profile (uniform by default)."""
+        c = len(CHANNELS)
+        self.cfg = cfg
+        self.clickbait = clickbait_scores(cfg, n_items)
+        self.triple = triple_table(cfg, field_weights,
+                                   np.ones(24) if hour_weights is None else hour_weights)
+        self.satiation = np.zeros((n_users, c))
+        self.satiation_time = np.zeros(n_users, np.int64)
+        self.fatigue = np.zeros(n_users)
+        self.day_channel = np.zeros((n_users, c))
+        self.day_completion = np.zeros(n_users)
+        self.day_clickbait = np.zeros(n_users)
+
+    def start_day(self) -> None:
+        self.day_channel[:] = 0
+        self.day_completion[:] = 0
+        self.day_clickbait[:] = 0
+
+    def click_terms(self, rows, items, channel, user_fields, hour, timestamp, day) -> dict:
+        """{name: [n, S]} the click-logit terms of one page per request row."""
+        cfg = self.cfg
+        decay = satiation_decay(cfg, timestamp - self.satiation_time[rows])
+        sat_now = self.satiation[rows] * decay[:, None]                        # [n, C]
+        field = user_fields[:, TRIPLE_FIELD]
+        block = (np.asarray(hour) // (24 // HOUR_BLOCKS)).astype(np.int64)
+        return {
+            "clickbait": cfg.clickbait_weight * self.clickbait[items],
+            "satiation": -cfg.satiation_weight * np.take_along_axis(sat_now, channel, axis=1),
+            "triple": cfg.triple_weight * self.triple[field[:, None], block[:, None], channel],
+            "shock": shock_shift(cfg, day)[channel],
+        }
+
+    def after_page(self, rows, items, channel, clicked, completion, timestamp) -> None:
+        """Updates satiation with the page's clicks and the day's sums."""
+        c = len(CHANNELS)
+        decay = satiation_decay(self.cfg, timestamp - self.satiation_time[rows])
+        clicks = np.zeros((len(rows), c))
+        r, s = np.nonzero(clicked)
+        np.add.at(clicks, (r, channel[r, s]), 1.0)
+        self.satiation[rows] = self.satiation[rows] * decay[:, None] + clicks
+        self.satiation_time[rows] = timestamp
+        shown = np.zeros((len(rows), c))
+        np.add.at(shown, (np.repeat(np.arange(len(rows)), channel.shape[1]), channel.ravel()), 1.0)
+        self.day_channel[rows] += shown
+        self.day_completion[rows] += np.where(clicked, completion, 0.0).sum(1)
+        self.day_clickbait[rows] += np.where(clicked, self.clickbait[items], 0.0).sum(1)
+
+    def satisfaction_terms(self, pages: np.ndarray) -> np.ndarray:
+        """[n] what the day adds to satisfaction per page."""
+        cfg = self.cfg
+        return (cfg.satisfaction_completion * self.day_completion
+                - cfg.clickbait_satisfaction * self.day_clickbait) / np.maximum(pages, 1)
+
+    def end_day(self, active: np.ndarray) -> None:
+        m = self.cfg.satisfaction_memory
+        today = channel_concentration(self.day_channel)
+        self.fatigue = np.where(active, m * self.fatigue + (1 - m) * today, m * self.fatigue)
+
+    def rate_factor(self) -> np.ndarray:
+        """[n] the session-rate multiplier exp(-w_fat * F_u)."""
+        return np.exp(-self.cfg.fatigue_weight * self.fatigue)

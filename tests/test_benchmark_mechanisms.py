@@ -1,0 +1,32 @@
+"""benchmarks.mechanisms: a planted mechanism shows in the oracle and in a model handed its term,
+and vanishes with its flag off; the CLI names a bad mechanism."""
+import json
+import subprocess
+import sys
+
+from benchmarks import mechanisms
+from data.sim_config import SimConfig
+from tests.conftest import REPO
+
+
+def test_a_planted_satiation_shows_and_vanishes_with_its_flag_off():
+    cfg = SimConfig(n_users=300, n_days=4, test_days=1, satiation_weight=1.0)
+    line = mechanisms.check(cfg, "satiation", max_rows=50_000)
+    assert line["oracle_effect"] > 0.01 and line["recovered_effect"] > 0.005
+    assert abs(line["flag_off_effect"]) < 1e-6
+    assert line["passed"] == (line["recovered_effect"] >= 0.5 * line["oracle_effect"])
+    off = mechanisms.check(SimConfig(n_users=300, n_days=4, test_days=1), "triple", 50_000)
+    assert off["passed"] is None and "--triple_weight is 0" in off["message"]
+
+
+def test_cli_prints_one_line_per_mechanism_and_names_a_bad_one():
+    cmd = [sys.executable, "-m", "benchmarks.mechanisms", "--n_users=100", "--n_days=3",
+           "--test_days=1", "--mechanisms=shock"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(x) for x in done.stdout.splitlines()]
+    assert [x["name"] for x in lines] == ["shock", *mechanisms.RETURN_MECHANISMS]
+    assert all(x["passed"] is None for x in lines)
+    bad = subprocess.run(cmd[:-1] + ["--mechanisms=gravity"], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode != 0 and "--mechanisms: unknown ['gravity']" in bad.stderr
