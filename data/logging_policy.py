@@ -10,6 +10,15 @@ candidate among the 4 x K not yet shown. For slot k with R candidates left the p
     pi(i | slot k) = (1 - eps) * [i == g] + eps / R      for every candidate i not yet shown,
 
 which sums to 1, and `propensity` logs pi of the item shown.
+
+With randomised quotas (--quota_choices: K alternatives, one drawn uniformly per request) the
+greedy item depends on the drawn quota q, which is not logged: the propensity of slot k's item
+is the mixture over q under its posterior given the slots already filled,
+
+    pi(i | slot k) = sum_q w_q [(1 - eps) [i == g_q] + eps / R] / sum_q w_q,
+    w_q = prod_{j < k} pi_q(shown_j | slot j)          (w_q = 1 / K at slot 0)
+
+(`mixture_slot_probabilities`), which sums to 1 as each pi_q does.
 """
 from __future__ import annotations
 
@@ -127,14 +136,26 @@ def slot_probabilities(used: np.ndarray, greedy: np.ndarray, epsilon: float) -> 
     return probs
 
 
+def mixture_slot_probabilities(used: np.ndarray, greedy: np.ndarray, weights: np.ndarray,
+                               epsilon: float) -> np.ndarray:
+    """pi(i | slot) under randomised quotas: [n, M] used mask, [n, K] greedy index per quota,
+    [n, K] posterior weights of the quotas -> [n, M]."""
+    w = weights / weights.sum(1, keepdims=True)
+    probs = np.zeros(used.shape)
+    for q in range(greedy.shape[1]):
+        probs += w[:, q:q + 1] * slot_probabilities(used, greedy[:, q], epsilon)
+    return probs
+
+
 class LoggingPolicy:
     def __init__(self, cfg: SimConfig, world: World):
         self.cfg = cfg
         self.model = LogisticClickModel(cfg, world)
         self.quota = np.bincount(cfg.quota_channels(), minlength=len(CHANNELS))
+        self.quota_choices = [np.asarray(q) for q in cfg.quota_counts()]
 
     def greedy_order(self, user_fields, candidates, age, block: int = 256,
-                     quotas: bool = True) -> np.ndarray:
+                     quotas: bool = True, quota=None) -> np.ndarray:
         """[n, S] flat candidate indices: each channel's quota of best items, by predicted CTR
         (quotas=False: the best items of any channels, a CTR-only ranker).
 
@@ -142,7 +163,8 @@ class LoggingPolicy:
         (measured in data.generate's loop; blocks of 16 are slower again, from call overheads).
         """
         starts = range(0, max(len(candidates), 1), block)  # one (empty) block for no requests
-        quota = self.quota if quotas else np.full_like(self.quota, self.cfg.list_size)
+        if quota is None:
+            quota = self.quota if quotas else np.full_like(self.quota, self.cfg.list_size)
         return np.concatenate([self._greedy_block(user_fields[a:a + block],
                                                   candidates[a:a + block], age[a:a + block],
                                                   quota)
@@ -170,6 +192,8 @@ class LoggingPolicy:
 
         `trace`, when a list, receives (used, greedy, choice) per slot for checking propensities.
         """
+        if self.quota_choices and quotas:
+            return self._act_random_quota(user_fields, candidates, age, epsilon, rng, trace)
         n, n_ch, k = candidates.shape
         s = self.cfg.list_size
         order = self.greedy_order(user_fields, candidates, age, quotas=quotas)
@@ -198,6 +222,49 @@ class LoggingPolicy:
             props[:, slot] = epsilon / remaining + (1.0 - epsilon) * (choice == greedy)
             if trace is not None:
                 trace.append((used.copy(), greedy.copy(), choice.copy()))
+            used[rows, choice] = True
+            slate_idx[:, slot] = choice
+        slates = np.take_along_axis(candidates.reshape(n, -1), slate_idx, axis=1)
+        return slates, props
+
+    def _act_random_quota(self, user_fields, candidates, age, epsilon, rng, trace=None):
+        """`act` with a quota drawn per request from --quota_choices; the propensities are the
+        mixture over the quotas (module docstring). `trace` receives (used, greedy [n, K],
+        weights [n, K], choice) per slot."""
+        n, n_ch, k = candidates.shape
+        s, n_q = self.cfg.list_size, len(self.quota_choices)
+        orders = np.stack([self.greedy_order(user_fields, candidates, age, quota=q)
+                           for q in self.quota_choices], axis=1)            # [n, K, S]
+        drawn = rng.integers(0, n_q, size=n)
+        used = np.zeros((n, n_ch * k), bool)
+        ptr = np.zeros((n, n_q), np.int64)
+        weights = np.full((n, n_q), 1.0 / n_q)
+        rows = np.arange(n)
+        slate_idx = np.empty((n, s), np.int64)
+        props = np.empty((n, s))
+        for slot in range(s):
+            greedy = np.take_along_axis(orders, np.minimum(ptr, s - 1)[..., None], axis=2)[..., 0]
+            while True:  # skip quota items an exploration step already showed
+                stale = used[rows[:, None], greedy] & (ptr < s - 1)
+                if not stale.any():
+                    break
+                ptr[stale] += 1
+                greedy = np.take_along_axis(orders, ptr[..., None], axis=2)[..., 0]
+            explore = rng.uniform(size=n) < epsilon
+            pick = rng.integers(0, n_ch * k, size=n)
+            while True:  # uniform over the unused candidates by rejection
+                clash = used[rows, pick]
+                if not clash.any():
+                    break
+                pick[clash] = rng.integers(0, n_ch * k, size=int(clash.sum()))
+            choice = np.where(explore, pick, greedy[rows, drawn])
+            remaining = n_ch * k - slot
+            per_q = epsilon / remaining + (1.0 - epsilon) * (choice[:, None] == greedy)
+            props[:, slot] = (weights * per_q).sum(1) / weights.sum(1)
+            if trace is not None:
+                trace.append((used.copy(), greedy.copy(), weights.copy(), choice.copy()))
+            weights = weights * per_q
+            weights /= weights.sum(1, keepdims=True)
             used[rows, choice] = True
             slate_idx[:, slot] = choice
         slates = np.take_along_axis(candidates.reshape(n, -1), slate_idx, axis=1)

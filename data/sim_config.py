@@ -126,6 +126,11 @@ class SimConfig:
                                     "article,long_video,short_video",
                                     "Rule-based channel quota: one entry per slot (3 news, 3 article, "
                                     "2 long, 2 short); the LR orders the page.")
+    quota_choices: str = help_field(
+        "", "Randomised quotas: alternatives separated by ';', each the count of news, article, "
+        "long video and short video items per page (e.g. '3,3,2,2;2,2,3,3;4,2,2,2;2,2,2,4'), "
+        "one drawn uniformly per request; the logged propensities marginalise over the draw. "
+        "Empty: the fixed --channel_quota.")
     lr_l2: float = help_field(1.0, "L2 strength of the logging policy's daily LR.")
 
     @classmethod
@@ -149,6 +154,7 @@ class SimConfig:
             raise ValueError(f"--channel_quota has {len(quota)} slots, --list_size is "
                              f"{self.list_size}")
         self.shock_channel_index()
+        self.quota_counts()
         if self.satiation_halflife_h <= 0:
             raise ValueError(f"--satiation_halflife_h={self.satiation_halflife_h} must be > 0")
         if self.shock_days < 0:
@@ -167,6 +173,23 @@ class SimConfig:
         if self.shock_channel not in CHANNELS:
             raise ValueError(f"--shock_channel={self.shock_channel!r}: expected one of {CHANNELS}")
         return CHANNELS.index(self.shock_channel)
+
+    def quota_counts(self) -> list[tuple[int, ...]]:
+        """The alternative per-channel counts of --quota_choices ([] when it is empty)."""
+        if not self.quota_choices.strip():
+            return []
+        out = []
+        for part in self.quota_choices.split(";"):
+            try:
+                counts = tuple(int(x) for x in part.split(","))
+            except ValueError:
+                raise ValueError(f"--quota_choices: {part!r} is not {len(CHANNELS)} integers "
+                                 f"(counts of {', '.join(CHANNELS)})") from None
+            if len(counts) != len(CHANNELS) or min(counts) < 0 or sum(counts) != self.list_size:
+                raise ValueError(f"--quota_choices: {part!r} needs {len(CHANNELS)} counts >= 0 "
+                                 f"summing to --list_size={self.list_size}")
+            out.append(counts)
+        return out
 
     def quota_channels(self) -> tuple[int, ...]:
         names = [s.strip() for s in self.channel_quota.split(",")]

@@ -1,7 +1,10 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
-from data.logging_policy import WEIGHT_SCALE, LoggingPolicy, slot_probabilities
+from data.logging_policy import (WEIGHT_SCALE, LoggingPolicy, mixture_slot_probabilities,
+                                 slot_probabilities)
 from data.sim_config import SimConfig
 from data.sim_world import make_world
 from data.simulator import IRecSim
@@ -144,3 +147,59 @@ def test_greedy_order_does_not_depend_on_the_block_size(setup):
             whole)
     none = policy.greedy_order(req.user_fields[:0], req.candidates[:0], req.candidate_age[:0])
     assert none.shape == (0, CFG.list_size)
+
+
+QUOTAS = "3,3,2,2;2,2,3,3;4,2,2,2;1,1,4,4"
+
+
+def test_mixture_slot_probabilities_by_hand():
+    # two quotas, weights 3:1; greedy 2 and 3; eps 0.4 over 3 unused: 0.4 / 3 each
+    used = np.array([[True, False, False, False]])
+    probs = mixture_slot_probabilities(used, np.array([[2, 3]]), np.array([[3.0, 1.0]]), 0.4)
+    e = 0.4 / 3
+    np.testing.assert_allclose(probs, [[0.0, e, e + 0.75 * 0.6, e + 0.25 * 0.6]])
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.1, 1.0])
+def test_randomised_quota_propensities_are_the_mixture_and_sum_to_one(setup, epsilon):
+    world, req, _ = setup
+    cfg = dataclasses.replace(CFG, quota_choices=QUOTAS)
+    policy = LoggingPolicy(cfg, world)
+    policy.model.weights = np.random.default_rng(1).normal(size=policy.model.n_features)
+    trace = []
+    slates, props = policy.act(req.user_fields, req.candidates, req.candidate_age, epsilon,
+                               np.random.default_rng(0), trace=trace)
+    rows = np.arange(len(req))
+    for slot, (used, greedy, weights, choice) in enumerate(trace):
+        dist = mixture_slot_probabilities(used, greedy, weights, epsilon)
+        np.testing.assert_allclose(dist.sum(1), 1.0)
+        np.testing.assert_allclose(props[:, slot], dist[rows, choice])
+    assert (props > 0).all() and (np.sort(slates, 1)[:, 1:] != np.sort(slates, 1)[:, :-1]).all()
+    # pages differ in their channel counts, as the quotas say
+    counts = {tuple(np.bincount(world.items.channel[s], minlength=4)) for s in slates}
+    assert len(counts) > 1
+
+
+def test_a_randomised_quotas_first_slot_frequency_matches_its_propensity(setup):
+    """Without exploration, slot 0 shows the top item of the drawn quota: over many draws
+    for one request, each item's frequency approaches its logged propensity."""
+    world, req, _ = setup
+    cfg = dataclasses.replace(CFG, quota_choices=QUOTAS)
+    policy = LoggingPolicy(cfg, world)
+    policy.model.weights = np.random.default_rng(1).normal(size=policy.model.n_features)
+    one = slice(0, 1)
+    seen, logged = {}, {}
+    for seed in range(400):
+        slates, props = policy.act(req.user_fields[one], req.candidates[one],
+                                   req.candidate_age[one], 0.0, np.random.default_rng(seed))
+        seen[slates[0, 0]] = seen.get(slates[0, 0], 0) + 1
+        logged[slates[0, 0]] = props[0, 0]
+    for item, count in seen.items():
+        assert abs(count / 400 - logged[item]) < 0.08
+
+
+def test_bad_quota_choices_are_named():
+    with pytest.raises(ValueError, match="--quota_choices: '3,3,2' needs 4 counts"):
+        SimConfig(quota_choices="3,3,2,2;3,3,2")
+    with pytest.raises(ValueError, match="--quota_choices: 'a,b' is not 4 integers"):
+        SimConfig(quota_choices="a,b")
