@@ -63,6 +63,7 @@ class RunSettings:
     checkpoint_every: int = 200
     eval_batch_size: int = 512
     eval_score: str = "click"    # EVAL_SCORES: which AUC chooses the best epoch and is `auc`
+    select_by: str = "auc"       # SELECT_BY: the validation figure that picks the best epoch
     strategy: str = "default"
     deterministic: bool = False  # TensorFlow's op determinism: bit-identical reruns, slower
 
@@ -77,6 +78,9 @@ def build_model(spec: dict, cfg: HRLConfig) -> HRLRec:
 
 
 EVAL_SCORES = ("click", "cosine")
+# Validation figures that can pick the best epoch (higher is better): the eval score's AUC, or
+# one of the served score's (hrl_rec.diagnostics).
+SELECT_BY = ("auc", "auc_cosine", "auc_cosine_by_slot", "auc_click_by_slot", "rank_auc_high")
 
 
 def evaluate(learner: Learner, ds, score: str = "click") -> dict:
@@ -124,7 +128,7 @@ class Runner:
             self.model, self.learner = self.build(self.meta["spec"], cfg, run.seed)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.epoch_start_step = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.best_auc = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
+        self.best_auc = tf.Variable(-1.0, dtype=tf.float64, trainable=False)  # of --select_by
         self.best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         # (steps, transitions, seconds) trained over every session of this run, so that a
         # resumed or rerun run reports its whole training, not only its last session's.
@@ -215,10 +219,25 @@ class Runner:
                     f"or an older version of hrl_rec ({str(e).splitlines()[0]}). Train into a "
                     "new --model_dir, or resume with the flags of the run's eval.json/TensorBoard "
                     "hparams") from None
+            chosen_by = self._best_record().get("select_by", "auc")
+            if int(self.best_epoch) and chosen_by != self.run_settings.select_by:
+                raise CheckpointMismatch(
+                    f"{self.best_path} was chosen by --select_by={chosen_by}, this run selects "
+                    f"by --select_by={self.run_settings.select_by}: resume with "
+                    f"--select_by={chosen_by}, or train into a new --model_dir")
             print(f"resumed from {latest} at step {self.step}, epoch {int(self.epoch) + 1}",
                   flush=True)
             return True
         return False
+
+    def _best_record(self) -> dict:
+        """best.weights.h5.json: the best epoch, the figure that chose it and f's validation
+        AUC there ({} for runs from before --select_by, which chose by the AUC)."""
+        path = self.best_path + ".json"
+        if not os.path.exists(path):
+            return {}
+        with open(path) as f:
+            return json.load(f)
 
     def _train_lists(self) -> int:
         """Lists in the training period (for the progress line)."""
@@ -379,12 +398,19 @@ class Runner:
         print(f"epoch {epoch + 1}: valid auc {valid['auc']:.4f}"
               + (f" ({scores})" if scores else "")
               + (f" logloss {valid['logloss']:.4f}" if "logloss" in valid else ""), flush=True)
-        if valid["auc"] > float(self.best_auc):
-            self.best_auc.assign(valid["auc"])
+        key = self.run_settings.select_by
+        if key not in valid:
+            raise ValueError(f"--select_by={key}: the validation figures have no {key} "
+                             f"(they have {sorted(k for k in valid if k in SELECT_BY)})")
+        chosen = distribute.agree(self.strategy, valid[key]) if key != "auc" else valid["auc"]
+        if chosen > float(self.best_auc):
+            self.best_auc.assign(chosen)
             self.best_epoch.assign(epoch + 1)
             tmp = self.best_path + ".tmp.weights.h5"
             self.model.save_weights(tmp)
             os.replace(tmp, self.best_path)
+            write_json(self.best_path + ".json", {
+                "epoch": epoch + 1, "select_by": key, "value": chosen, "valid_auc": valid["auc"]})
         self.epoch.assign(epoch + 1)
         self.epoch_start_step.assign(step)
         self._save_checkpoint()
@@ -408,7 +434,11 @@ class Runner:
                 if key in test:
                     tf.summary.scalar(f"eval/{key}", test[key])
         self.writer.flush()
-        report = {**test, "valid_auc": float(self.best_auc), "best_epoch": int(self.best_epoch),
+        best = self._best_record()
+        valid_auc = best.get("valid_auc", float(self.best_auc))
+        selected = ({f"valid_{best['select_by']}": best["value"]}
+                    if best.get("select_by", "auc") != "auc" else {})
+        report = {**test, "valid_auc": valid_auc, **selected, "best_epoch": int(self.best_epoch),
                   "steps": step, **train_stats, "strategy": self.run_settings.strategy,
                   "replicas": self.strategy.num_replicas_in_sync,
                   "wall_seconds": wall_seconds, "flags": self.flags_record,

@@ -55,6 +55,11 @@ def define_flags() -> None:
                       "is eval.json's `auc`: click = f(a_t, d_t) of Eq. 16; cosine = "
                       "cos(a^h_t, d_t), the score the HRA serves by (Table 4's w/o L_c, where f "
                       "is never trained). eval.json has both as auc_click and auc_cosine.")
+    flags.DEFINE_enum("select_by", "auc", list(runner.SELECT_BY),
+                      "The validation figure that picks the best epoch (early stopping and the "
+                      "weights evaluated on test): auc = the --eval_score's AUC; the others are "
+                      "the served score's (hrl_rec/diagnostics.py), e.g. auc_cosine_by_slot, "
+                      "the within-slot AUC of cos(a^h_t, d_t), the score HRL-Rec serves by.")
     flags.DEFINE_enum("strategy", "default", list(STRATEGIES),
                       "tf.distribute strategy (hrl_rec/distribute.py; README 'Training on a "
                       "cluster'): multi_worker and parameter_server read TF_CONFIG.")
@@ -167,7 +172,8 @@ def main(argv):
     except ValueError as e:
         raise app.UsageError(str(e)) from None
     validate_dataset()
-    settings = run_settings(eval_score=FLAGS.eval_score, strategy=FLAGS.strategy)
+    settings = run_settings(eval_score=FLAGS.eval_score, select_by=FLAGS.select_by,
+                            strategy=FLAGS.strategy)
     record = {name: FLAGS[name].value for name in RUN_FLAGS + HRL_RUN_FLAGS + [
         f.name for f in dataclasses.fields(config.HRLConfig)]}
     print(f"training HRL-Rec into {settings.model_dir}", flush=True)
@@ -191,7 +197,7 @@ def run_or_exit(label: str, *args, **kwargs) -> None:
 RUN_FLAGS = ["data_dir", "data_flagfile", "model_dir", "experiment", "epochs", "max_steps",
              "patience", "valid_days", "seed", "log_every", "checkpoint_every",
              "eval_batch_size", "validate_data", "deterministic"]
-HRL_RUN_FLAGS = ["eval_score", "strategy", "cpu_replicas"]
+HRL_RUN_FLAGS = ["eval_score", "select_by", "strategy", "cpu_replicas"]
 
 if __name__ == "__main__":
     define_flags()

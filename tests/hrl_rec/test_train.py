@@ -2,6 +2,7 @@
 checkpoints that resume, the saved model, and flag errors."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -29,10 +30,24 @@ def _run(args, timeout=600):
 
 def test_train_cli_end_to_end(sim_data, tmp_path):
     model_dir = tmp_path / "run"
-    done = _run([f"--data_dir={sim_data}", f"--model_dir={model_dir}", "--epochs=1",
-                 "--state_window=prefix", "--log_every=2", "--deterministic", *TINY_FLAGS])
+    done = _run([f"--data_dir={sim_data}", f"--model_dir={model_dir}", "--epochs=2",
+                 "--patience=2", "--state_window=prefix", "--log_every=2", "--deterministic",
+                 "--served_rank_weight=10", "--select_by=auc_cosine_by_slot", *TINY_FLAGS])
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((model_dir / "eval.json").read_text())
+    # --select_by: the epoch with the best validation within-slot AUC of the served cosine
+    epochs = [line for line in done.stdout.splitlines() if line.startswith("epoch ")]
+    by_slot = [float(re.search(r"cosine_by_slot ([0-9.]+)", e).group(1)) for e in epochs]
+    aucs = [float(re.search(r"valid auc ([0-9.]+)", e).group(1)) for e in epochs]
+    best = int(np.argmax(by_slot))
+    assert len(epochs) == 2 and report["best_epoch"] == best + 1
+    assert round(report["valid_auc_cosine_by_slot"], 4) == by_slot[best]
+    assert round(report["valid_auc"], 4) == aucs[best]            # f's AUC of that epoch
+    assert report["flags"]["select_by"] == "auc_cosine_by_slot"
+    resumed = _run([f"--data_dir={sim_data}", f"--model_dir={model_dir}", "--epochs=3",
+                    "--state_window=prefix", "--served_rank_weight=10", *TINY_FLAGS])
+    assert resumed.returncode != 0 and "resume with --select_by=auc_cosine_by_slot" in \
+        resumed.stderr, resumed.stderr[-2000:]
     assert report["auc"] == report["auc_click"] and 0 < report["auc_cosine"] < 1
     for key in ("auc", "logloss", "steps", "transitions_per_s", "oracle_auc", "valid_auc",
                 "flags"):
@@ -45,7 +60,7 @@ def test_train_cli_end_to_end(sim_data, tmp_path):
     assert report["learnable_ceiling_auc"] == meta["splits"]["test"]["learnable_ceiling_auc"]
     assert (report["valid_learnable_ceiling_auc"]
             == meta["splits"]["train"]["learnable_ceiling_auc"])
-    assert "epoch 1/1" in done.stderr                  # the progress line
+    assert "epoch 1/2" in done.stderr                  # the progress line
     assert list((model_dir / "tb").iterdir()) and (model_dir / "ckpt" / "checkpoint").exists()
     model = keras.models.load_model(model_dir / "model.keras")
     assert model.options["state_window"] == "prefix"
