@@ -123,6 +123,7 @@ def _finish(proc, timeout=400):
     return out
 
 
+@pytest.mark.cluster
 def test_two_multi_worker_workers_match_one_device(sim_data, tmp_path):
     """Two MultiWorkerMirrored workers (TF_CONFIG, localhost) train the same model as one
     device with the same global batch: same steps, same test AUC and logloss. (Exact equality
@@ -143,6 +144,7 @@ def test_two_multi_worker_workers_match_one_device(sim_data, tmp_path):
     assert not (tmp_path / "mw" / "workers").exists()      # the non-chief scratch is removed
 
 
+@pytest.mark.cluster
 def test_parameter_server_cluster_trains_asynchronously(sim_data, tmp_path):
     chief, w0, w1, ps = _free_ports(4)
     cluster = {"chief": [chief], "worker": [w0, w1], "ps": [ps]}
