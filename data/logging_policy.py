@@ -136,6 +136,21 @@ def slot_probabilities(used: np.ndarray, greedy: np.ndarray, epsilon: float) -> 
     return probs
 
 
+def explore_picks(used: np.ndarray, epsilon: float, rng) -> tuple[np.ndarray, np.ndarray]:
+    """(explore [n] bool: the slot explores, with probability epsilon; pick [n]: a uniformly
+    drawn candidate not yet shown, by rejection) for a [n, M] used mask."""
+    n, m = used.shape
+    rows = np.arange(n)
+    explore = rng.uniform(size=n) < epsilon
+    pick = rng.integers(0, m, size=n)
+    while True:
+        clash = used[rows, pick]
+        if not clash.any():
+            break
+        pick[clash] = rng.integers(0, m, size=int(clash.sum()))
+    return explore, pick
+
+
 def mixture_slot_probabilities(used: np.ndarray, greedy: np.ndarray, weights: np.ndarray,
                                epsilon: float) -> np.ndarray:
     """pi(i | slot) under randomised quotas: [n, M] used mask, [n, K] greedy index per quota,
@@ -210,13 +225,7 @@ class LoggingPolicy:
                     break
                 ptr[stale] += 1
                 greedy = order[rows, ptr]
-            explore = rng.uniform(size=n) < epsilon
-            pick = rng.integers(0, n_ch * k, size=n)
-            while True:  # uniform over the unused candidates by rejection
-                clash = used[rows, pick]
-                if not clash.any():
-                    break
-                pick[clash] = rng.integers(0, n_ch * k, size=int(clash.sum()))
+            explore, pick = explore_picks(used, epsilon, rng)
             choice = np.where(explore, pick, greedy)
             remaining = n_ch * k - slot
             props[:, slot] = epsilon / remaining + (1.0 - epsilon) * (choice == greedy)
@@ -250,13 +259,7 @@ class LoggingPolicy:
                     break
                 ptr[stale] += 1
                 greedy = np.take_along_axis(orders, ptr[..., None], axis=2)[..., 0]
-            explore = rng.uniform(size=n) < epsilon
-            pick = rng.integers(0, n_ch * k, size=n)
-            while True:  # uniform over the unused candidates by rejection
-                clash = used[rows, pick]
-                if not clash.any():
-                    break
-                pick[clash] = rng.integers(0, n_ch * k, size=int(clash.sum()))
+            explore, pick = explore_picks(used, epsilon, rng)
             choice = np.where(explore, pick, greedy[rows, drawn])
             remaining = n_ch * k - slot
             per_q = epsilon / remaining + (1.0 - epsilon) * (choice[:, None] == greedy)
