@@ -106,6 +106,11 @@ class HRLConfig:
         0.0, "Weight of a within-state ranking loss on the served cosine: softmax of kappa "
         "cos(a, d), the clicked item against the list's logged unclicked items (of its channel "
         "for the HRA, of every channel for the LRA). 0 = off (the paper).")
+    uniformity_weight: float = help_field(
+        0.0, "Weight of a uniformity loss (DirectAU, Wang et al., KDD 2022; losses."
+        "uniformity_loss): the log mean Gaussian potential between the batch's LRA actions, "
+        "between its HRA actions and between its logged items' embeddings, summed; it spreads "
+        "the directions the served cosine compares. 0 = off (the paper).")
     action_anchor: float = help_field(
         0.0, "Weight of a supervised MSE between each action and the logged item's embedding "
         "(the authors' public code has one; the paper does not). 0 = off.")
@@ -176,7 +181,7 @@ def validate(cfg: HRLConfig, n_channels: int) -> None:
     ]
     for name in ("lra_loss_weight", "hra_loss_weight", "click_loss_weight",
                  "similarity_loss_weight", "embedding_l2", "served_click_weight",
-                 "served_rank_weight"):
+                 "served_rank_weight", "uniformity_weight"):
         checks.append((getattr(cfg, name) >= 0.0, name, ">= 0"))
     for name in ("reward_click", "reward_time", "reward_diversity", "reward_novelty"):
         checks.append((len(getattr(cfg, name)) == n_channels, name,

@@ -228,6 +228,12 @@ class Learner:
             total = losses.total_loss(l_low, l_high, click, similarity, loss_weights(cfg))
             served_click, served_rank = self.served_losses(fwd, batch, weight)
             total += cfg.served_click_weight * served_click + cfg.served_rank_weight * served_rank
+            uniformity = tf.constant(0.0)
+            if cfg.uniformity_weight > 0:
+                uniformity = (losses.uniformity_loss(fwd.a_low, weight)
+                              + losses.uniformity_loss(fwd.a_high, weight)
+                              + losses.uniformity_loss(fwd.logged, weight))
+                total += cfg.uniformity_weight * uniformity
             anchor = (losses.anchor_loss(fwd.a_low, fwd.logged, weight)
                       + losses.anchor_loss(fwd.a_high, fwd.logged, weight))
             if cfg.action_anchor > 0:
@@ -250,6 +256,7 @@ class Learner:
             "loss/hra_critic": critic_high, "loss/hra_actor": actor_high,
             "loss/click": click, "loss/similarity": similarity, "loss/anchor": anchor,
             "loss/served_click": served_click, "loss/served_rank": served_rank,
+            "loss/uniformity": uniformity,
             "loss/embedding_l2": l2,
             "q/lra": mean(model.lra.q(s_low, fwd.logged)), "q/hra": mean(
                 model.hra.q(s_high, fwd.logged)),

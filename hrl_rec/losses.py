@@ -96,6 +96,26 @@ def served_rank_loss(scores, negatives, clicked, weight):
                  * has_negative)
 
 
+def uniformity_loss(x, weight, t: float = 2.0):
+    """Uniformity of directions on the unit sphere (ours; DirectAU, Wang et al., KDD 2022, after
+    Wang & Isola, ICML 2020): with x_i = v_i / ||v_i|| over the real rows i (weight w_i > 0),
+
+        L_unif = log( sum_{i != j} w_i w_j exp(-t ||x_i - x_j||^2) / sum_{i != j} w_i w_j ),
+
+    ||x_i - x_j||^2 = 2 - 2 cos(v_i, v_j). It is 0 when every vector points the same way and
+    falls as they spread, so it counters the collapse of the actions (alignment) and of the
+    item embeddings into one cone. x [..., d], weight [...] -> scalar (0 with < 2 real rows).
+    """
+    d = tf.shape(x)[-1]
+    unit = tf.math.l2_normalize(tf.reshape(x, [-1, d]), -1)
+    w = tf.reshape(tf.cast(weight, unit.dtype), [-1])
+    sq = tf.maximum(2.0 - 2.0 * tf.matmul(unit, unit, transpose_b=True), 0.0)
+    pair = w[:, None] * w[None, :] * (1.0 - tf.eye(tf.shape(w)[0], dtype=unit.dtype))
+    total = tf.reduce_sum(pair)
+    value = tf.math.log(tf.reduce_sum(pair * tf.exp(-t * sq)) / tf.maximum(total, 1e-12))
+    return tf.where(total > 0, value, tf.zeros_like(value))
+
+
 def direction_loss(a, target, weight):
     """-E[cos(a, target)] with the target held fixed: the actor objective that follows a
     critic's exact maximiser (`--actor_objective=critic_max`): for a critic that reads the

@@ -370,7 +370,8 @@ def test_new_flags_are_validated_by_name():
                                ({"similarity_target": "best"}, "--similarity_target=best"),
                                ({"served_bias": "user"}, "--served_bias=user"),
                                ({"served_rank_weight": -1.0}, "--served_rank_weight=-1.0"),
-                               ({"served_click_weight": -1.0}, "--served_click_weight=-1.0")]:
+                               ({"served_click_weight": -1.0}, "--served_click_weight=-1.0"),
+                               ({"uniformity_weight": -1.0}, "--uniformity_weight=-1.0")]:
         with pytest.raises(ValueError, match=pattern):
             validate(HRLConfig(**overrides), 4)
 
@@ -411,3 +412,19 @@ def test_critic_max_actor_loss_is_the_cosine_to_the_critic_maximiser():
     cos = (a * g).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(g, axis=-1)
     assert float(metrics["loss/hra_actor"]) == pytest.approx(-(cos * w).sum() / w.sum(),
                                                             rel=1e-4)
+
+
+def test_uniformity_loss_in_the_step_spans_both_agents_actions_and_the_logged_items():
+    model, batch, metrics, fwd, weight = _step_at_fixed_weights(uniformity_weight=1.0)
+    w = weight.numpy().reshape(-1)
+
+    def unif(v):
+        x = v.reshape(-1, v.shape[-1])
+        x = x / np.linalg.norm(x, axis=-1, keepdims=True)
+        sq = np.maximum(2 - 2 * x @ x.T, 0.0)
+        pair = np.outer(w, w) * (1 - np.eye(len(w)))
+        return np.log((pair * np.exp(-2 * sq)).sum() / pair.sum())
+
+    want = unif(fwd.a_low.numpy()) + unif(fwd.a_high.numpy()) + unif(fwd.logged.numpy())
+    assert float(metrics["loss/uniformity"]) == pytest.approx(want, rel=1e-4)
+    assert float(_step_at_fixed_weights()[2]["loss/uniformity"]) == 0.0

@@ -96,6 +96,23 @@ def test_served_rank_loss_hand_computed():
     assert float(losses.served_rank_loss(u, none, clicked, tf.ones([1, 3]))) == 0.0
 
 
+def test_uniformity_loss_hand_computed():
+    # three real rows in 2-D (the third padded out) and a padding row: x0 = (1, 0), x1 = (0, 2)
+    # (unit (0, 1)), x2 = (-3, 0) (unit (-1, 0)). Squared distances: |x0-x1|^2 = 2,
+    # |x0-x2|^2 = 4, |x1-x2|^2 = 2; six ordered pairs, each distance twice.
+    x = tf.constant([[[1.0, 0.0], [0.0, 2.0]], [[-3.0, 0.0], [5.0, 5.0]]])
+    weight = tf.constant([[1.0, 1.0], [1.0, 0.0]])
+    expected = np.log((2 * np.exp(-4.0) + 2 * np.exp(-8.0) + 2 * np.exp(-4.0)) / 6)
+    assert float(losses.uniformity_loss(x, weight)) == pytest.approx(expected, rel=1e-5)
+    # t scales the potential: t = 1 gives log((4 e^-2 + 2 e^-4) / 6)
+    assert float(losses.uniformity_loss(x, weight, t=1.0)) == pytest.approx(
+        np.log((4 * np.exp(-2.0) + 2 * np.exp(-4.0)) / 6), rel=1e-5)
+    # every vector the same way: the maximum, 0; fewer than two real rows: 0
+    same = tf.constant([[[1.0, 1.0], [2.0, 2.0], [0.5, 0.5]]])
+    assert float(losses.uniformity_loss(same, tf.ones([1, 3]))) == pytest.approx(0.0, abs=1e-6)
+    assert float(losses.uniformity_loss(x, tf.constant([[1.0, 0.0], [0.0, 0.0]]))) == 0.0
+
+
 def test_direction_loss_follows_the_critic_maximiser():
     a = tf.constant([[1.0, 0.0], [1.0, 1.0]])
     g = tf.constant([[0.0, 3.0], [2.0, 2.0]])
