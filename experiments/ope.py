@@ -1,0 +1,357 @@
+"""Off-policy evaluation on real bandit logs: the Open Bandit Dataset's uniform-random logs.
+
+    python -m experiments.ope --flagfile=configs/ope.flags
+
+The Open Bandit Dataset (Saito et al., NeurIPS 2021 Datasets and Benchmarks; provenance in
+`--obd_dir`/../PROVENANCE.md) logs ZOZOTOWN's 3-slot fashion widget under a uniform-random
+policy: every row is one slot (position 1-3) of one impression, with the shown item, the click
+and its propensity (1 / number of items). Rows of one impression are not linked (no impression
+id; 9,982 of 10,000 timestamps are unique), so a row is a one-slot list whose context is the
+user's features and the position; the slate estimators (IIPS, RIPS) coincide with IPS there,
+and only IPS, SNIPS and DR (hrl_rec/ope.py) are reported.
+
+Days 2019-11-24 .. `--split_day` - 1 train the policies and the DR click model; the remaining
+days are the evaluation log. Target policies, each a distribution over the campaign's items
+at each (context, position):
+- `uniform`: the logging policy itself. Every weight is 1, so IPS and SNIPS must return the
+  evaluation days' observed CTR exactly (DR up to its click model's mean residual): the one
+  policy whose true value these logs show.
+- `most_clicked`: the items with the most training clicks (the smoothed click rate, ties by
+  id), the best at position 1, the second at 2, the third at 3, for every user.
+- `lr_greedy`: a logistic regression on the user features, the user-item affinity, the item
+  (id and features) and the position, fit on the training days; per row, its three best items
+  by predicted CTR, ranked into positions 1-3.
+- `lr_softmax`: the same model's softmax over the items at temperature `--temperature` (on the
+  logit scale), independently at each position: a stochastic policy whose weights vary less.
+The DR estimator's click model is the same logistic regression (its DM part alone is printed
+as `dm`). The true value of every policy but `uniform` is unknown: these logs cannot say
+whether the estimates are right, only how wide their intervals are. The dataset's other
+logging policy (Bernoulli Thompson sampling) is not in `--obd_dir`, so the issue's check of an
+estimate against that policy's observed CTR cannot be run here.
+
+Writes `--output_dir`/obd.md, obd.csv, obd.json and obd.png.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import json
+import os
+import time
+
+import numpy as np
+from absl import app, flags
+
+from data.files import write_atomic
+from data.progress import Progress
+from experiments import report
+from hrl_rec import ope
+
+FLAGS = flags.FLAGS
+POLICIES = ("uniform", "most_clicked", "lr_greedy", "lr_softmax")
+OBD_ESTIMATORS = ("ips", "snips", "dr")
+POSITIONS = 3
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("obd_dir", "../shared/data/open-bandit-dataset/random",
+                        "The Open Bandit Dataset's random/ folder: one sub-folder per campaign "
+                        "holding CAMPAIGN.csv and item_context.csv.")
+    flags.DEFINE_list("campaigns", ["all", "men", "women"], "Campaigns (sub-folders) to use.")
+    flags.DEFINE_list("policies", list(POLICIES), f"Target policies, of {POLICIES}.")
+    flags.DEFINE_string("split_day", "2019-11-28",
+                        "First evaluation day (UTC, YYYY-MM-DD); earlier days train the "
+                        "policies and the click model.")
+    flags.DEFINE_float("temperature", 1.0, "lr_softmax's temperature on the logit scale (> 0).")
+    flags.DEFINE_float("clip", 0.0, "Clip every importance weight at this value; 0 = no clip.")
+    flags.DEFINE_float("l2", 1.0, "Inverse L2 strength C of the logistic regression (sklearn).")
+    flags.DEFINE_integer("bootstrap", 1000, "Bootstrap resamples per interval.")
+    flags.DEFINE_float("level", 0.95, "Confidence level of the intervals.")
+    flags.DEFINE_integer("seed", 0, "Seed of the bootstrap.")
+    flags.DEFINE_string("output_dir", "results/ope", "Where obd.{md,csv,json,png} go.")
+
+
+@dataclasses.dataclass
+class Campaign:
+    """One campaign's rows ([n]) and item table ([items])."""
+    name: str
+    day: np.ndarray            # [n] str YYYY-MM-DD
+    item: np.ndarray           # [n] int
+    position: np.ndarray       # [n] int 0..2
+    click: np.ndarray          # [n] float
+    propensity: np.ndarray     # [n] float
+    user: np.ndarray           # [n, 4] str, hashed user features
+    affinity: np.ndarray       # [n, items] float
+    item_numeric: np.ndarray   # [items] item_feature_0
+    item_categories: np.ndarray  # [items, 3] str, item_feature_1..3
+
+
+class OBDError(ValueError):
+    """A file of the Open Bandit Dataset that cannot be read as documented."""
+
+
+def read_campaign(obd_dir: str, name: str) -> Campaign:
+    """Reads `obd_dir/name/name.csv` and its item_context.csv; errors name file, line and
+    column."""
+    folder = os.path.join(obd_dir, name)
+    log_path, item_path = os.path.join(folder, f"{name}.csv"), os.path.join(folder,
+                                                                            "item_context.csv")
+    for path in (log_path, item_path):
+        if not os.path.isfile(path):
+            raise OBDError(f"{path}: not found (--obd_dir={obd_dir}, --campaigns names "
+                           f"{name!r}); expected the Open Bandit Dataset's random/ folder")
+    with open(item_path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    items = len(rows)
+    numeric, cats = np.zeros(items), np.empty((items, 3), object)
+    for line, row in enumerate(rows, start=2):
+        try:
+            i = int(row["item_id"])
+            numeric[i] = float(row["item_feature_0"])
+            cats[i] = [row[f"item_feature_{j}"] for j in (1, 2, 3)]
+        except (KeyError, ValueError, IndexError, TypeError) as e:
+            raise OBDError(f"{item_path} line {line}: expected item_id in 0..{items - 1} and "
+                           f"item_feature_0..3 ({type(e).__name__}: {e})") from None
+    day, item, pos, click, prop, user, aff = [], [], [], [], [], [], []
+    with open(log_path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        affinity_cols = [f"user-item_affinity_{i}" for i in range(items)]
+        missing = [c for c in ["timestamp", "item_id", "position", "click", "propensity_score",
+                               *[f"user_feature_{j}" for j in range(4)], *affinity_cols]
+                   if c not in (reader.fieldnames or [])]
+        if missing:
+            raise OBDError(f"{log_path}: missing columns {missing[:5]}")
+        for line, row in enumerate(reader, start=2):
+            field = "timestamp"
+            try:
+                datetime.date.fromisoformat(row[field][:10])
+                day.append(row[field][:10])
+                field = "item_id"
+                i = int(row[field])
+                if not 0 <= i < items:
+                    raise ValueError(f"{i} outside 0..{items - 1}")
+                item.append(i)
+                field = "position"
+                p = int(row[field])
+                if p not in (1, 2, 3):
+                    raise ValueError(f"{p} not in 1, 2, 3")
+                pos.append(p - 1)
+                field = "click"
+                c = int(row[field])
+                if c not in (0, 1):
+                    raise ValueError(f"{c} not 0 or 1")
+                click.append(c)
+                field = "propensity_score"
+                q = float(row[field])
+                if not 0.0 < q <= 1.0:
+                    raise ValueError(f"{q} not in (0, 1]")
+                prop.append(q)
+                field = "user_feature_*"
+                user.append([row[f"user_feature_{j}"] for j in range(4)])
+                field = "user-item_affinity_*"
+                aff.append([float(row[c]) for c in affinity_cols])
+            except (ValueError, TypeError) as e:
+                raise OBDError(f"{log_path} line {line} column {field}: {e}") from None
+    if not day:
+        raise OBDError(f"{log_path}: no rows")
+    return Campaign(name, np.array(day), np.array(item), np.array(pos),
+                    np.array(click, np.float64), np.array(prop), np.array(user, object),
+                    np.array(aff), numeric, cats)
+
+
+class ClickModel:
+    """Logistic regression P(click | user features, affinity to the item, item, position):
+    one-hot user features, item id, item categories and position, plus the affinity and
+    item_feature_0 (fit on the training rows)."""
+
+    def __init__(self, campaign: Campaign, train: np.ndarray, c: float):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import OneHotEncoder
+        self.c = campaign
+        self.encoder = OneHotEncoder(handle_unknown="ignore")
+        x_cat, x_num = self._features(train, campaign.item[train], campaign.position[train])
+        self.encoder.fit(x_cat)
+        self.model = LogisticRegression(C=c, max_iter=2000)
+        self.model.fit(self._matrix(x_cat, x_num), campaign.click[train])
+
+    def _features(self, rows, items, positions):
+        c = self.c
+        cat = np.concatenate([c.user[rows], items[:, None].astype(str),
+                              c.item_categories[items], positions[:, None].astype(str)], 1)
+        num = np.stack([c.affinity[rows, items], c.item_numeric[items]], 1)
+        return cat, num
+
+    def _matrix(self, cat, num):
+        from scipy import sparse
+        return sparse.hstack([self.encoder.transform(cat), sparse.csr_matrix(num)]).tocsr()
+
+    def logits(self, rows: np.ndarray) -> np.ndarray:
+        """[len(rows), items, positions] logits of every item at every position."""
+        items = self.c.item_numeric.shape[0]
+        n = len(rows)
+        r = np.repeat(rows, items * POSITIONS)
+        i = np.tile(np.repeat(np.arange(items), POSITIONS), n)
+        p = np.tile(np.arange(POSITIONS), n * items)
+        return self.model.decision_function(self._matrix(*self._features(r, i, p))).reshape(
+            n, items, POSITIONS)
+
+
+def _softmax(x, axis):
+    z = np.exp(x - x.max(axis=axis, keepdims=True))
+    return z / z.sum(axis=axis, keepdims=True)
+
+
+def _ranked(scores: np.ndarray) -> np.ndarray:
+    """[n, items] scores -> [n, items, positions]: 1 where the item is the row's k-th best
+    (ties by lower id)."""
+    n, items = scores.shape
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :POSITIONS]
+    out = np.zeros((n, items, POSITIONS))
+    for k in range(POSITIONS):
+        out[np.arange(n), order[:, k], k] = 1.0
+    return out
+
+
+def target_probabilities(name: str, campaign: Campaign, train, rows, logits, temperature):
+    """[len(rows), items, positions]: the target's probability of each item at each position
+    in each evaluation row's context."""
+    items = campaign.item_numeric.shape[0]
+    n = len(rows)
+    if name == "uniform":
+        return np.full((n, items, POSITIONS), 1.0 / items)
+    if name == "most_clicked":
+        clicks = np.bincount(campaign.item[train], campaign.click[train], items)
+        shown = np.bincount(campaign.item[train], minlength=items)
+        rate = (clicks + 1.0) / (shown + items)    # Laplace-smoothed click rate
+        return np.repeat(_ranked(rate[None])[:, :, :], n, axis=0)
+    if name == "lr_greedy":
+        return _ranked(logits.mean(axis=2))
+    if name == "lr_softmax":
+        return _softmax(logits / temperature, axis=1)
+    raise ValueError(f"--policies: {name!r}, expected one of {POLICIES}")
+
+
+def evaluate_campaign(campaign: Campaign, progress: Progress):
+    """{policy: {estimator: Estimate}} plus the observed CTR and the DM values."""
+    train = np.flatnonzero(campaign.day < FLAGS.split_day)
+    test = np.flatnonzero(campaign.day >= FLAGS.split_day)
+    if len(train) == 0 or len(test) == 0:
+        raise app.UsageError(f"--split_day={FLAGS.split_day}: campaign {campaign.name} has "
+                             f"days {campaign.day.min()}..{campaign.day.max()}; both sides "
+                             "need rows")
+    model = ClickModel(campaign, train, FLAGS.l2)
+    logits = model.logits(test)                               # [n, items, positions]
+    q_all = 1.0 / (1.0 + np.exp(-logits))
+    idx = np.arange(len(test))
+    pos, item = campaign.position[test], campaign.item[test]
+    q_logged = q_all[idx, item, pos]
+    clip = FLAGS.clip if FLAGS.clip > 0 else np.inf
+    out = {"observed_ctr": float(campaign.click[test].mean()), "train_rows": int(len(train)),
+           "test_rows": int(len(test)), "test_clicks": int(campaign.click[test].sum()),
+           "policies": {}}
+    for name in FLAGS.policies:
+        probs = target_probabilities(name, campaign, train, test, logits, FLAGS.temperature)
+        pi = probs[idx, item, pos]
+        dm = (probs * q_all).sum(axis=1)[idx, pos]            # E_pi[qhat] at the row's position
+        log = ope.SlateLog(reward=campaign.click[test][:, None],
+                           logging=campaign.propensity[test][:, None], target=pi[:, None],
+                           q_logged=q_logged[:, None], q_target=dm[:, None])
+        estimates = {}
+        for estimator in OBD_ESTIMATORS:
+            estimates[estimator] = ope.bootstrap(log, estimator, clip, FLAGS.bootstrap,
+                                                 FLAGS.level, FLAGS.seed)
+            progress.update(1, extra=f"{campaign.name} {name} {estimator}")
+        out["policies"][name] = {"dm": float(dm.mean()), "estimates": estimates}
+    return out
+
+
+def main(argv):
+    del argv
+    bad = [p for p in FLAGS.policies if p not in POLICIES]
+    if bad:
+        raise app.UsageError(f"--policies: {bad} unknown; expected some of {POLICIES}")
+    if FLAGS.temperature <= 0:
+        raise app.UsageError(f"--temperature={FLAGS.temperature}: expected > 0")
+    if FLAGS.clip < 0:
+        raise app.UsageError(f"--clip={FLAGS.clip}: expected >= 0 (0 = no clipping)")
+    try:
+        datetime.date.fromisoformat(FLAGS.split_day)
+    except ValueError:
+        raise app.UsageError(f"--split_day={FLAGS.split_day}: expected YYYY-MM-DD") from None
+    t0 = time.monotonic()
+    try:
+        campaigns = [read_campaign(FLAGS.obd_dir, c) for c in FLAGS.campaigns]
+    except OBDError as e:
+        raise SystemExit(str(e)) from None
+    progress = Progress(len(campaigns) * len(FLAGS.policies) * len(OBD_ESTIMATORS),
+                        "ope: estimating", unit="estimates")
+    results = {c.name: evaluate_campaign(c, progress) for c in campaigns}
+    write_outputs(results, time.monotonic() - t0)
+
+
+def write_outputs(results: dict, seconds: float) -> None:
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    header = ["campaign", "policy", "estimator", "ctr", "low", "high", "ess", "dm",
+              "observed_ctr", "test_rows", "test_clicks"]
+    rows, labels, stats = [], [], []
+    for campaign, r in results.items():
+        for policy, p in r["policies"].items():
+            for estimator, e in p["estimates"].items():
+                rows.append([campaign, policy, estimator, f"{e.value:.5f}", f"{e.low:.5f}",
+                             f"{e.high:.5f}", f"{e.ess:.1f}", f"{p['dm']:.5f}",
+                             f"{r['observed_ctr']:.5f}", str(r["test_rows"]), str(r["test_clicks"])])
+                labels.append(f"{campaign} {policy} {estimator}")
+                stats.append((e.value, e.low, e.high))
+    notes = [f"Data: `{FLAGS.obd_dir}` (Open Bandit Dataset, small, uniform-random logs); "
+             f"training days before {FLAGS.split_day}, evaluation days from it. CTR = expected "
+             "clicks per shown slot under the target policy; interval: percentile bootstrap "
+             f"over rows, {FLAGS.bootstrap} resamples, level {FLAGS.level:g}, seed "
+             f"{FLAGS.seed}; clip {FLAGS.clip if FLAGS.clip > 0 else 'none'}; lr_softmax "
+             f"temperature {FLAGS.temperature:g}.",
+             "`uniform` is the logging policy: its IPS and SNIPS estimates must equal the observed "
+             "CTR (DR up to its click model's mean residual). The other policies' true CTR is "
+             "unknown (no logs of them here). `dm`: the click model's own estimate (DR's "
+             "direct-method part); `ess`: the effective number of rows behind the estimate.",
+             f"Regenerate: `python -m experiments.ope --flagfile=configs/ope.flags` "
+             f"({seconds:.0f} s)."]
+    report.write_markdown(os.path.join(FLAGS.output_dir, "obd.md"),
+                          "Off-policy estimates on the Open Bandit Dataset", notes, header, rows)
+    report.write_csv(os.path.join(FLAGS.output_dir, "obd.csv"), header, rows)
+    payload = {c: {**{k: v for k, v in r.items() if k != "policies"},
+                   "policies": {p: {"dm": v["dm"], "estimates": {
+                       e: est.to_json() for e, est in v["estimates"].items()}}
+                                for p, v in r["policies"].items()}}
+               for c, r in results.items()}
+    write_atomic(os.path.join(FLAGS.output_dir, "obd.json"),
+                 json.dumps(payload, indent=1, sort_keys=True))
+    drawn = write_chart(os.path.join(FLAGS.output_dir, "obd.png"), labels, stats,
+                        {c: r["observed_ctr"] for c, r in results.items()})
+    print(open(os.path.join(FLAGS.output_dir, "obd.md")).read(), flush=True)
+    report.print_written(FLAGS.output_dir, ["obd.md", "obd.csv", "obd.json"], "obd.png",
+                         drawn)
+
+
+def write_chart(path, labels, stats, observed) -> bool:
+    plt = report.pyplot()
+    if plt is None:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(labels) + 1.2))
+    y = np.arange(len(labels))[::-1]
+    values = np.array(stats)
+    ax.errorbar(values[:, 0], y, xerr=[values[:, 0] - values[:, 1], values[:, 2] - values[:, 0]],
+                fmt="o", ms=3, capsize=2)
+    for campaign, ctr in observed.items():
+        rows = [i for i, label in enumerate(labels) if label.startswith(campaign + " ")]
+        ax.vlines(ctr, y[rows].min() - 0.4, y[rows].max() + 0.4, colors="grey",
+                  linestyles="dotted")
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.set_xlabel("estimated CTR (dotted: the evaluation days' observed CTR under the logging "
+                  "policy)", fontsize=7)
+    report.save_png(plt, fig, path)
+    return True
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
