@@ -1,6 +1,13 @@
-"""Off-policy evaluation on real bandit logs: the Open Bandit Dataset's uniform-random logs.
+"""Off-policy evaluation (hrl_rec/ope.py) in IRecSim and on real bandit logs.
 
     python -m experiments.ope --flagfile=configs/ope.flags
+    python -m experiments.ope --flagfile=configs/ope.flags --parts=obd
+
+`--parts=simulator`: every arm of Table 3 that `--arm` names (and the base arms) estimated
+from the dataset's exploration logs beside its online value; experiments/ope_sim.py says how.
+Writes `--output_dir`/simulator.{md,csv,json,png}.
+
+`--parts=obd`: the Open Bandit Dataset's uniform-random logs, below.
 
 The Open Bandit Dataset (Saito et al., NeurIPS 2021 Datasets and Benchmarks; provenance in
 `--obd_dir`/../PROVENANCE.md) logs ZOZOTOWN's 3-slot fashion widget under a uniform-random
@@ -54,7 +61,27 @@ OBD_ESTIMATORS = ("ips", "snips", "dr")
 POSITIONS = 3
 
 
+PARTS = ("simulator", "obd")
+SIM_ESTIMATORS = ("ips", "snips", "iips", "rips", "dr")
+BASE_ARMS = {"base": "base (LR + channel quotas, no exploration)",
+             "lr_no_quotas": "LR without channel quotas (CTR only)"}
+
+
 def define_flags() -> None:
+    flags.DEFINE_list("parts", list(PARTS), f"Which evaluations to run, of {PARTS}.")
+    # --- simulator ---
+    flags.DEFINE_string("data_dir", "datasets/sim_small", "IRecSim dataset whose test days are "
+                        "the exploration logs (generated from --data_flagfile if missing).")
+    flags.DEFINE_string("data_flagfile", "configs/sim_small.flags",
+                        "Flags of data.generate for --data_dir.")
+    flags.DEFINE_multi_string("arm", [], "A trained arm: LABEL=DIR with one {a,b,...} group "
+                              "for its seeds (a hrl_rec.train, baselines.dqn_train or "
+                              "baselines.ddpg_train --model_dir). Repeat for more arms.")
+    flags.DEFINE_list("item_scores", ["cosine"], "How HRL-Rec arms pick items "
+                      "(hrl_rec.policy.SlatePolicy's item_score); one arm per score.")
+    flags.DEFINE_integer("wolpertinger_k", 10, "k of the Wolpertinger item scores.")
+    flags.DEFINE_list("sim_estimators", list(SIM_ESTIMATORS),
+                      f"Estimators on the simulator, of {SIM_ESTIMATORS}.")
     flags.DEFINE_string("obd_dir", "../shared/data/open-bandit-dataset/random",
                         "The Open Bandit Dataset's random/ folder: one sub-folder per campaign "
                         "holding CAMPAIGN.csv and item_context.csv.")
@@ -69,7 +96,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("bootstrap", 1000, "Bootstrap resamples per interval.")
     flags.DEFINE_float("level", 0.95, "Confidence level of the intervals.")
     flags.DEFINE_integer("seed", 0, "Seed of the bootstrap.")
-    flags.DEFINE_string("output_dir", "results/ope", "Where obd.{md,csv,json,png} go.")
+    flags.DEFINE_string("output_dir", "results/ope", "Where simulator.* and obd.* go.")
 
 
 @dataclasses.dataclass
@@ -268,9 +295,16 @@ def evaluate_campaign(campaign: Campaign, progress: Progress):
 
 def main(argv):
     del argv
+    bad = [p for p in FLAGS.parts if p not in PARTS]
+    if bad or not FLAGS.parts:
+        raise app.UsageError(f"--parts={','.join(FLAGS.parts)}: expected some of {PARTS}")
     bad = [p for p in FLAGS.policies if p not in POLICIES]
     if bad:
         raise app.UsageError(f"--policies: {bad} unknown; expected some of {POLICIES}")
+    bad = [e for e in FLAGS.sim_estimators if e not in SIM_ESTIMATORS]
+    if bad:
+        raise app.UsageError(f"--sim_estimators: {bad} unknown; expected some of "
+                             f"{SIM_ESTIMATORS}")
     if FLAGS.temperature <= 0:
         raise app.UsageError(f"--temperature={FLAGS.temperature}: expected > 0")
     if FLAGS.clip < 0:
@@ -279,6 +313,32 @@ def main(argv):
         datetime.date.fromisoformat(FLAGS.split_day)
     except ValueError:
         raise app.UsageError(f"--split_day={FLAGS.split_day}: expected YYYY-MM-DD") from None
+    arms = parse_arms(FLAGS.arm)
+    if "simulator" in FLAGS.parts:
+        run_simulator(arms)
+    if "obd" in FLAGS.parts:
+        run_obd()
+
+
+def parse_arms(specs: list[str]) -> list[tuple[str, list[str]]]:
+    """--arm LABEL=DIR{a,b} -> [(label, [dir per seed])]; a missing model is a usage error."""
+    from experiments.seed_table import expand
+    arms = []
+    for spec in specs:
+        label, sep, pattern = spec.partition("=")
+        if not sep or not label or not pattern:
+            raise app.UsageError(f"--arm={spec}: expected LABEL=DIR (DIR may hold one "
+                                 "{a,b,...} group)")
+        dirs = expand(pattern)
+        missing = [d for d in dirs if not os.path.exists(os.path.join(d, "model.keras"))]
+        if missing:
+            raise app.UsageError(f"--arm={spec}: {missing[0]}/model.keras not found (train "
+                                 "the arm first, or drop it)")
+        arms.append((label, dirs))
+    return arms
+
+
+def run_obd():
     t0 = time.monotonic()
     try:
         campaigns = [read_campaign(FLAGS.obd_dir, c) for c in FLAGS.campaigns]
@@ -288,6 +348,126 @@ def main(argv):
                         "ope: estimating", unit="estimates")
     results = {c.name: evaluate_campaign(c, progress) for c in campaigns}
     write_outputs(results, time.monotonic() - t0)
+
+
+def _sim_targets(arms, world):
+    """[(key, label, seed label, act, m, model dir or '')] for the base arms and every --arm
+    seed x item score."""
+    from experiments import online
+    from hrl_rec.model import HRLRec
+    targets = [("base", BASE_ARMS["base"], "", online.logging_arm(0.0), 0, ""),
+               ("lr_no_quotas", BASE_ARMS["lr_no_quotas"], "",
+                online.logging_arm(0.0, quotas=False), 0, "")]
+    for label, dirs in arms:
+        for d in dirs:
+            model = online.load_model(d)
+            scores = FLAGS.item_scores if isinstance(model, HRLRec) else ["cosine"]
+            for score in scores:
+                name = label if score == "cosine" else f"{label}, {score}"
+                act = online.model_arm(model, world, 0.0, 0, score, FLAGS.wolpertinger_k)
+                targets.append((f"{name}|{d}", name, os.path.basename(d.rstrip("/")), act,
+                                model.max_seq_len, d))
+    return targets
+
+
+def run_simulator(arms):
+    """Collects the exploration logs once with every arm's slates, then serves each arm online
+    for its truth (cached in --output_dir/simulator_truth.json, so a rerun resumes)."""
+    from experiments import online, ope_sim
+    from hrl_rec.train import ensure_dataset
+    t0 = time.monotonic()
+    ensure_dataset(FLAGS.data_dir, FLAGS.data_flagfile)
+    cfg, world, metadata = online.load_world(FLAGS.data_dir)
+    targets = _sim_targets(arms, world)
+    n_shards = metadata["shards"]
+    days = cfg.n_days + 1
+    progress = Progress((len(targets) + 1) * n_shards * days, "ope: simulating",
+                        unit="shard-days")
+    truth_path = os.path.join(FLAGS.output_dir, "simulator_truth.json")
+    truths = {}
+    if os.path.exists(truth_path):
+        with open(truth_path) as f:
+            cached = json.load(f)
+        if cached.get("fingerprint") == metadata["fingerprint"]:
+            truths = cached["arms"]
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    collector = ope_sim.collect(cfg, world, n_shards, {k: (a, m) for k, _, _, a, m, _ in targets},
+                                on_day=lambda *_: progress.update(1, extra="exploration logs"))
+    for key, name, _, act, m, _ in targets:
+        if key in truths:
+            progress.update(n_shards * days, extra=f"{name} (cached)")
+            continue
+        result = online.run_arm(cfg, world, n_shards, act, None, m,
+                                on_day=lambda *_: progress.update(1, extra=name))
+        truths[key] = {"ctr": result["ctr"], "clicks": result["clicks"],
+                       "impressions": result["impressions"], "requests": result["requests"]}
+        write_atomic(truth_path, json.dumps({"fingerprint": metadata["fingerprint"],
+                                             "arms": truths}, indent=1, sort_keys=True))
+    clip = FLAGS.clip if FLAGS.clip > 0 else np.inf
+    size = cfg.list_size
+    rows = []
+    for key, name, seed, _, _, d in targets:
+        log = collector.log(key)
+        truth = truths[key]["ctr"]
+        agree = float(log.target.mean())
+        for estimator in FLAGS.sim_estimators:
+            e = ope.bootstrap(log, estimator, clip, FLAGS.bootstrap, FLAGS.level, FLAGS.seed)
+            rows.append({"arm": name, "seed": seed, "model_dir": d, "estimator": estimator,
+                         "estimate": e.value / size, "low": e.low / size,
+                         "high": e.high / size, "truth": truth,
+                         "bias": e.value / size - truth, "covered": e.covers(truth * size),
+                         "ess": e.ess, "slot_agreement": agree, "lists": log.n})
+    write_simulator(rows, metadata, collector.lists, time.monotonic() - t0)
+
+
+def write_simulator(rows, metadata, lists, seconds):
+    header = ["arm", "seeds", "estimator", "estimate", "truth (online CTR)", "bias",
+              "covered", "ESS (lists)", "slot agreement"]
+    table, labels, stats, truths = [], [], [], []
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["arm"], r["estimator"]), []).append(r)
+    for (arm, estimator), rs in groups.items():
+        est = np.array([r["estimate"] for r in rs])
+        tru = np.array([r["truth"] for r in rs])
+        bias = est - tru
+        fmt = (lambda v: f"{v.mean():.4f}" + (f" ± {v.std(ddof=1):.4f}" if len(v) > 1 else ""))
+        interval = (f" [{rs[0]['low']:.4f}, {rs[0]['high']:.4f}]" if len(rs) == 1 else "")
+        table.append([arm, str(len(rs)) if rs[0]["seed"] else "", estimator,
+                      fmt(est) + interval, fmt(tru), fmt(bias),
+                      f"{sum(r['covered'] for r in rs)}/{len(rs)}",
+                      f"{np.mean([r['ess'] for r in rs]):.1f}",
+                      f"{np.mean([r['slot_agreement'] for r in rs]):.3f}"])
+        for r in rs:
+            labels.append(f"{arm} {r['seed']} {estimator}".replace("  ", " "))
+            stats.append((r["estimate"], r["low"], r["high"]))
+            truths.append(r["truth"])
+    notes = [f"Data: `{FLAGS.data_dir}` (fingerprint `{metadata['fingerprint']}`): the test "
+             f"days' {lists} logged lists under the logging policy with its online exploration "
+             "(experiments/ope_sim.py). Estimate: clicks per shown slot under the arm on the "
+             "logged requests; truth: the arm's online CTR when it serves the test days "
+             "(experiments.ab_test's value). Interval: percentile bootstrap over lists, "
+             f"{FLAGS.bootstrap} resamples, level {FLAGS.level:g}; with several seeds the "
+             "cells are mean ± std over seeds and `covered` counts the seeds whose interval "
+             "holds their truth. ESS: effective number of lists behind the estimate (per "
+             "slot for IIPS, RIPS, DR); slot agreement: the share of logged slots where the "
+             f"arm would have shown the same item. Clip: "
+             f"{FLAGS.clip if FLAGS.clip > 0 else 'none'}.",
+             f"Regenerate: `python -m experiments.ope --flagfile=configs/ope.flags "
+             f"--parts=simulator` ({seconds / 60:.0f} min)."]
+    report.write_markdown(os.path.join(FLAGS.output_dir, "simulator.md"),
+                          "Off-policy estimates of Table 3's arms in IRecSim", notes, header,
+                          table)
+    keys = list(rows[0]) if rows else []
+    report.write_csv(os.path.join(FLAGS.output_dir, "simulator.csv"), keys,
+                     [[str(r[k]) for k in keys] for r in rows])
+    write_atomic(os.path.join(FLAGS.output_dir, "simulator.json"),
+                 json.dumps({"fingerprint": metadata["fingerprint"], "rows": rows}, indent=1))
+    drawn = write_chart(os.path.join(FLAGS.output_dir, "simulator.png"), labels, stats, {},
+                        truths=truths)
+    print(open(os.path.join(FLAGS.output_dir, "simulator.md")).read(), flush=True)
+    report.print_written(FLAGS.output_dir, ["simulator.md", "simulator.csv", "simulator.json"],
+                         "simulator.png", drawn)
 
 
 def write_outputs(results: dict, seconds: float) -> None:
@@ -332,7 +512,7 @@ def write_outputs(results: dict, seconds: float) -> None:
                          drawn)
 
 
-def write_chart(path, labels, stats, observed) -> bool:
+def write_chart(path, labels, stats, observed, truths=None) -> bool:
     plt = report.pyplot()
     if plt is None:
         return False
@@ -345,9 +525,12 @@ def write_chart(path, labels, stats, observed) -> bool:
         rows = [i for i, label in enumerate(labels) if label.startswith(campaign + " ")]
         ax.vlines(ctr, y[rows].min() - 0.4, y[rows].max() + 0.4, colors="grey",
                   linestyles="dotted")
+    if truths is not None:
+        ax.plot(truths, y, "x", color="red", ms=4)
     ax.set_yticks(y, labels, fontsize=7)
-    ax.set_xlabel("estimated CTR (dotted: the evaluation days' observed CTR under the logging "
-                  "policy)", fontsize=7)
+    ax.set_xlabel("estimated CTR with its interval; " + (
+        "x: the arm's online CTR" if truths is not None else
+        "dotted: the evaluation days' observed CTR under the logging policy"), fontsize=7)
     report.save_png(plt, fig, path)
     return True
 
