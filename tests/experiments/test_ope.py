@@ -39,7 +39,8 @@ def _write_obd(root, rows=240, bad_line=None):
 
 
 def _run(tmp_path, *extra):
-    cmd = [sys.executable, "-m", "experiments.ope", f"--obd_dir={tmp_path / 'obd'}",
+    cmd = [sys.executable, "-m", "experiments.ope", "--parts=obd",
+           f"--obd_dir={tmp_path / 'obd'}",
            "--campaigns=men", "--split_day=2019-11-26", "--bootstrap=50",
            f"--output_dir={tmp_path / 'out'}", *extra]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
