@@ -80,6 +80,12 @@ def define_flags() -> None:
     flags.DEFINE_list("item_scores", ["cosine"], "How HRL-Rec arms pick items "
                       "(hrl_rec.policy.SlatePolicy's item_score); one arm per score.")
     flags.DEFINE_integer("wolpertinger_k", 10, "k of the Wolpertinger item scores.")
+    flags.DEFINE_string("truth_from", "", "An experiments.ab_test output folder whose "
+                        "table3_arms.csv already holds the arms' online values (serving is "
+                        "deterministic, so they are the truths): its table3.md must name "
+                        "--data_dir's fingerprint, and each --arm directory must be named "
+                        "SETTING__SEED as experiments.ab_test names its runs. Arms it lacks "
+                        "are served here.")
     flags.DEFINE_list("sim_estimators", list(SIM_ESTIMATORS),
                       f"Estimators on the simulator, of {SIM_ESTIMATORS}.")
     flags.DEFINE_string("obd_dir", "../shared/data/open-bandit-dataset/random",
@@ -350,14 +356,43 @@ def run_obd():
     write_outputs(results, time.monotonic() - t0)
 
 
+def ab_test_truths(folder: str, fingerprint: str, targets) -> dict:
+    """{target key: {"ctr": ...}} for the targets whose arm experiments.ab_test's
+    `folder`/table3_arms.csv holds (arm SETTING[+SCORE], seed)."""
+    md, arms_csv = os.path.join(folder, "table3.md"), os.path.join(folder, "table3_arms.csv")
+    for path in (md, arms_csv):
+        if not os.path.exists(path):
+            raise app.UsageError(f"--truth_from={folder}: {path} not found (an "
+                                 "experiments.ab_test --output_dir)")
+    with open(md) as f:
+        if f"fingerprint `{fingerprint}`" not in f.read():
+            raise app.UsageError(f"--truth_from={folder}: {md} does not name the fingerprint "
+                                 f"{fingerprint} of --data_dir={FLAGS.data_dir}")
+    with open(arms_csv, newline="") as f:
+        rows = {(r["arm"], r["seed"]): r for r in csv.DictReader(f)}
+    out = {}
+    for key, _, _, _, _, d, score in targets:
+        if d:
+            setting, _, seed = os.path.basename(d.rstrip("/")).rpartition("__")
+            arm = setting if score == "cosine" else f"{setting}+{score}"
+        else:
+            arm, seed = key, ""
+        row = rows.get((arm, seed))
+        if row is not None:
+            out[key] = {"ctr": float(row["ctr"]), "clicks": int(row["clicks"]),
+                        "impressions": int(row["impressions"]),
+                        "requests": int(row["requests"]), "source": arms_csv}
+    return out
+
+
 def _sim_targets(arms, world):
-    """[(key, label, seed label, act, m, model dir or '')] for the base arms and every --arm
-    seed x item score."""
+    """[(key, label, seed label, act, m, model dir or '', item score)] for the base arms and
+    every --arm seed x item score."""
     from experiments import online
     from hrl_rec.model import HRLRec
-    targets = [("base", BASE_ARMS["base"], "", online.logging_arm(0.0), 0, ""),
+    targets = [("base", BASE_ARMS["base"], "", online.logging_arm(0.0), 0, "", "cosine"),
                ("lr_no_quotas", BASE_ARMS["lr_no_quotas"], "",
-                online.logging_arm(0.0, quotas=False), 0, "")]
+                online.logging_arm(0.0, quotas=False), 0, "", "cosine")]
     for label, dirs in arms:
         for d in dirs:
             model = online.load_model(d)
@@ -366,7 +401,7 @@ def _sim_targets(arms, world):
                 name = label if score == "cosine" else f"{label}, {score}"
                 act = online.model_arm(model, world, 0.0, 0, score, FLAGS.wolpertinger_k)
                 targets.append((f"{name}|{d}", name, os.path.basename(d.rstrip("/")), act,
-                                model.max_seq_len, d))
+                                model.max_seq_len, d, score))
     return targets
 
 
@@ -390,12 +425,17 @@ def run_simulator(arms):
             cached = json.load(f)
         if cached.get("fingerprint") == metadata["fingerprint"]:
             truths = cached["arms"]
+    if FLAGS.truth_from:
+        truths = {**ab_test_truths(FLAGS.truth_from, metadata["fingerprint"], targets),
+                  **truths}
     os.makedirs(FLAGS.output_dir, exist_ok=True)
-    collector = ope_sim.collect(cfg, world, n_shards, {k: (a, m) for k, _, _, a, m, _ in targets},
+    collector = ope_sim.collect(cfg, world, n_shards,
+                                {k: (a, m) for k, _, _, a, m, _, _ in targets},
                                 on_day=lambda *_: progress.update(1, extra="exploration logs"))
-    for key, name, _, act, m, _ in targets:
+    for key, name, _, act, m, _, _ in targets:
         if key in truths:
-            progress.update(n_shards * days, extra=f"{name} (cached)")
+            progress.update(n_shards * days, extra=f"{name} (truth from "
+                            f"{truths[key].get('source', truth_path)})")
             continue
         result = online.run_arm(cfg, world, n_shards, act, None, m,
                                 on_day=lambda *_: progress.update(1, extra=name))
@@ -406,7 +446,7 @@ def run_simulator(arms):
     clip = FLAGS.clip if FLAGS.clip > 0 else np.inf
     size = cfg.list_size
     rows = []
-    for key, name, seed, _, _, d in targets:
+    for key, name, seed, _, _, d, _ in targets:
         log = collector.log(key)
         truth = truths[key]["ctr"]
         agree = float(log.target.mean())

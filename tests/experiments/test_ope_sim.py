@@ -77,8 +77,30 @@ def test_cli_writes_the_table_and_reuses_cached_truths(sim_data, tmp_path):
     assert "| base (LR + channel quotas, no exploration) |" in (tmp_path / "simulator.md"
                                                                ).read_text()
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and "(cached)" in again.stderr + again.stdout
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "(truth from" in again.stderr + again.stdout
     assert json.loads((tmp_path / "simulator.json").read_text())["rows"] == rows
+    # --truth_from: an ab_test folder's per-arm CSV gives the truths it holds, for the dataset
+    # its table3.md names; the others are served
+    fingerprint = json.loads((sim_data / "metadata.json").read_text())["fingerprint"]
+    ab = tmp_path / "ab"
+    ab.mkdir()
+    (ab / "table3.md").write_text(f"Data: (fingerprint `{fingerprint}`)\n")
+    (ab / "table3_arms.csv").write_text("arm,seed,ctr,clicks,impressions,requests\n"
+                                        "base,,0.5,5,10,1\n")
+    out = tmp_path / "with_ab"
+    done = subprocess.run(cmd[:-1] + [f"--output_dir={out}", f"--truth_from={ab}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    truths = {r["arm"]: r["truth"] for r in json.loads((out / "simulator.json").read_text())[
+        "rows"]}
+    assert truths["base (LR + channel quotas, no exploration)"] == 0.5
+    assert truths["LR without channel quotas (CTR only)"] == next(
+        r["truth"] for r in rows if r["arm"].startswith("LR without"))
+    (ab / "table3.md").write_text("Data: (fingerprint `0000`)\n")
+    bad = subprocess.run(cmd[:-1] + [f"--output_dir={out}", f"--truth_from={ab}"], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "does not name the fingerprint" in bad.stderr
     bad = subprocess.run(cmd + [f"--arm=X={tmp_path}/nope_{{0,1}}"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "nope_0/model.keras not found" in bad.stderr
