@@ -25,7 +25,7 @@ from baselines.models import DEFAULTS, MODELS, CTRModel
 from data import pipeline
 from data.progress import Progress
 from data.stats import auc_by_slot, click_metrics, fair_ceilings, headroom_share, rela_impr
-from data.files import write_json
+from data.files import FolderLock, FolderLocked, write_json
 from hrl_rec.divergence import TrainingDiverged, check_losses, check_weights
 
 FLAGS = flags.FLAGS
@@ -200,6 +200,18 @@ def main(argv):
         tf.config.experimental.enable_op_determinism()
     model = CTRModel(FLAGS.model, meta["spec"], **hparams)
     os.makedirs(FLAGS.model_dir, exist_ok=True)
+    lock = FolderLock(FLAGS.model_dir, "--model_dir")
+    try:
+        lock.acquire()
+    except FolderLocked as e:
+        raise SystemExit(f"{FLAGS.model}: {e}") from None
+    try:
+        _train_and_report(model, meta)
+    finally:
+        lock.release()
+
+
+def _train_and_report(model, meta) -> None:
     start = time.monotonic()
     try:
         result = train(model, FLAGS.data_dir, FLAGS.model_dir, epochs=FLAGS.epochs,

@@ -37,7 +37,7 @@ from sklearn.metrics import roc_auc_score
 from data import pipeline
 from data.progress import Progress
 from data.stats import click_metrics, fair_ceilings
-from data.files import write_json
+from data.files import FolderLock, write_json
 from hrl_rec import distribute
 from hrl_rec.config import HRLConfig
 from hrl_rec.diagnostics import DIAGNOSTICS, action_metrics
@@ -453,11 +453,17 @@ class Runner:
 
 def run(cfg: HRLConfig, settings: RunSettings, flags_record: dict | None = None,
         strategy: tf.distribute.Strategy | None = None, runner_class=None) -> dict:
+    """Trains and evaluates one run in settings.model_dir, holding its lock (data.files.
+    FolderLock: a second run on the same folder raises FolderLocked naming the first's pid;
+    the other tasks of a cluster share the chief's folder and take no lock)."""
     start = time.monotonic()
     os.makedirs(settings.model_dir, exist_ok=True)
-    runner = (runner_class or Runner)(cfg, settings, flags_record, strategy)
-    stats = runner.train()
-    report = runner.finish(stats, time.monotonic() - start)
+    lock = (FolderLock(settings.model_dir, "--model_dir") if distribute.is_chief(
+        settings.strategy) else contextlib.nullcontext())
+    with lock:
+        runner = (runner_class or Runner)(cfg, settings, flags_record, strategy)
+        stats = runner.train()
+        report = runner.finish(stats, time.monotonic() - start)
     keys = ("auc", "auc_click", "auc_cosine", "auc_cosine_by_slot", "rank_auc_high",
             "action_alignment_high", "logloss", "oracle_auc", "oracle_auc_noise_free",
             "learnable_ceiling_auc", "valid_auc", "valid_learnable_ceiling_auc", "steps",

@@ -181,14 +181,15 @@ def main(argv):
 
 
 def run_or_exit(label: str, *args, **kwargs) -> None:
-    """runner.run(*args, **kwargs) for a CLI: a diverged run or a mismatched checkpoint exits
-    with its message after `label` (no traceback), Ctrl-C with status 130 (the runner has said
+    """runner.run(*args, **kwargs) for a CLI: a diverged run, a mismatched checkpoint or a
+    --model_dir another run holds exits with its message after `label` (no traceback), Ctrl-C with status 130 (the runner has said
     where it stopped)."""
+    from data.files import FolderLocked
     from hrl_rec import runner
     from hrl_rec.divergence import TrainingDiverged
     try:
         runner.run(*args, **kwargs)
-    except (TrainingDiverged, runner.CheckpointMismatch) as e:
+    except (TrainingDiverged, runner.CheckpointMismatch, FolderLocked) as e:
         raise SystemExit(f"{label}: {e}") from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
