@@ -26,6 +26,7 @@ Categorical values become dense ids in sorted order.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import glob
@@ -62,23 +63,35 @@ def _find(input_dir: str, pattern: str) -> str:
     return paths[0]
 
 
+def _utf8_lines(path: str):
+    """(line number, text) of each line of `path`; a line that is not UTF-8 raises SchemaError
+    naming the file, the line and the byte."""
+    name = os.path.basename(path)
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                yield line_no, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise SchemaError(f"{name} line {line_no}: not UTF-8 ({e.reason} at byte "
+                                  f"{e.start} of the line)") from None
+
+
 def _read_mind_news(path: str) -> dict:
     news = {}
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            cols = line.rstrip("\n").split("\t")
-            if len(cols) < 3:
-                raise SchemaError(f"{os.path.basename(path)} line {line_no}: expected >= 3 "
-                                  f"tab-separated columns (id, category, subcategory), got "
-                                  f"{len(cols)}")
-            entities = []
-            if len(cols) > 6 and cols[6].strip():
-                try:
-                    entities = [e["WikidataId"] for e in json.loads(cols[6]) if "WikidataId" in e]
-                except (json.JSONDecodeError, TypeError, KeyError):
-                    raise SchemaError(f"{os.path.basename(path)} line {line_no}: title_entities "
-                                      f"is not a JSON list of entities") from None
-            news[cols[0]] = (cols[1], cols[2], entities)
+    for line_no, line in _utf8_lines(path):
+        cols = line.rstrip("\r\n").split("\t")
+        if len(cols) < 3:
+            raise SchemaError(f"{os.path.basename(path)} line {line_no}: expected >= 3 "
+                              f"tab-separated columns (id, category, subcategory), got "
+                              f"{len(cols)}")
+        entities = []
+        if len(cols) > 6 and cols[6].strip():
+            try:
+                entities = [e["WikidataId"] for e in json.loads(cols[6]) if "WikidataId" in e]
+            except (json.JSONDecodeError, TypeError, KeyError):
+                raise SchemaError(f"{os.path.basename(path)} line {line_no}: title_entities "
+                                  f"is not a JSON list of entities") from None
+        news[cols[0]] = (cols[1], cols[2], entities)
     return news
 
 
@@ -98,20 +111,19 @@ def read_mind(input_dir: str):
     news = _read_mind_news(_find(input_dir, "*news*.tsv"))
     name = os.path.basename(behaviors_path)
     rows = []
-    with open(behaviors_path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            cols = line.rstrip("\n").split("\t")
-            source = f"{name} line {line_no}"
-            if len(cols) != 5:
-                raise SchemaError(f"{source}: expected 5 tab-separated columns (impression id, "
-                                  f"user, time, history, impressions), got {len(cols)}")
-            shown = []
-            for tok in cols[4].split():
-                nid, _, label = tok.rpartition("-")
-                if label not in ("0", "1") or not nid:
-                    raise SchemaError(f"{source}: impression {tok!r} is not 'NewsID-0|1'")
-                shown.append((nid, int(label)))
-            rows.append((cols[1], _parse_mind_time(cols[2], source), cols[3].split(), shown))
+    for line_no, line in _utf8_lines(behaviors_path):
+        cols = line.rstrip("\r\n").split("\t")
+        source = f"{name} line {line_no}"
+        if len(cols) != 5:
+            raise SchemaError(f"{source}: expected 5 tab-separated columns (impression id, "
+                              f"user, time, history, impressions), got {len(cols)}")
+        shown = []
+        for tok in cols[4].split():
+            nid, _, label = tok.rpartition("-")
+            if label not in ("0", "1") or not nid:
+                raise SchemaError(f"{source}: impression {tok!r} is not 'NewsID-0|1'")
+            shown.append((nid, int(label)))
+        rows.append((cols[1], _parse_mind_time(cols[2], source), cols[3].split(), shown))
     if not rows:
         raise SchemaError(f"{name} has no rows")
     return rows, news
@@ -216,9 +228,14 @@ def parse_columns(spec: str) -> dict:
 
 def _parse_time(value: str, source: str) -> int:
     try:
-        return int(float(value))
+        seconds = float(value)
     except ValueError:
-        pass
+        seconds = None
+    if seconds is not None:
+        if not abs(seconds) < 1e11:   # finite, and within about 3,000 years of 1970
+            raise SchemaError(f"{source}: timestamp {value!r} is not a time in seconds since "
+                              "1970")
+        return int(seconds)
     try:
         t = dt.datetime.fromisoformat(value)
     except ValueError:
@@ -238,14 +255,24 @@ def read_csv_rows(input_path: str, mapping: dict, delimiter: str = ""):
     records = []
     for path in paths:
         delim = delimiter or ("\t" if path.endswith(".tsv") else ",")
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f, delimiter=delim)
+        name = os.path.basename(path)
+        lines = (text for _, text in _utf8_lines(path))
+        reader = csv.DictReader(lines, delimiter=delim)
+        try:
             missing = [c for c in needed if c not in (reader.fieldnames or [])]
             if missing:
-                raise SchemaError(f"{os.path.basename(path)}: columns {missing} not in header "
+                raise SchemaError(f"{name}: columns {missing} not in header "
                                   f"{reader.fieldnames}")
-            for line_no, row in enumerate(reader, 2):
-                records.append((f"{os.path.basename(path)} line {line_no}", row))
+            width = len(reader.fieldnames)
+            for row in reader:
+                source = f"{name} line {reader.line_num}"
+                got = width - sum(v is None for v in row.values()) + len(row.get(None) or [])
+                if got != width:
+                    raise SchemaError(f"{source}: expected {width} columns (the header's), got "
+                                      f"{got}")
+                records.append((source, row))
+        except csv.Error as e:
+            raise SchemaError(f"{name} line {reader.line_num}: {e}") from None
     return records
 
 
@@ -266,8 +293,9 @@ def convert_csv(input_path: str, mapping: dict, list_size: int, delimiter: str =
         for i, v in enumerate(values):
             try:
                 out[i] = cast(float(v)) if cast is int else cast(v)
-            except ValueError:
-                raise SchemaError(f"{records[i][0]}: {key} {v!r} is not a number") from None
+            except (ValueError, OverflowError, TypeError):
+                raise SchemaError(f"{records[i][0]}: {key} {v!r} is not a finite number") \
+                    from None
             if not np.isfinite(out[i]) or (lo is not None and out[i] < lo) or (
                     hi is not None and out[i] > hi):
                 raise SchemaError(f"{records[i][0]}: {key} {v!r} out of range "
@@ -362,8 +390,43 @@ def add_novelty(log: ImpressionLog) -> None:
 
 def write_dataset(log, spec, item_table, context_only, output_dir, test_start, history_context,
                   n_shards, source, extra: dict) -> dict:
-    add_novelty(log)
+    """Writes the shards, items.npz and metadata.json into OUTPUT_DIR/.partial-PID first and
+    moves them into output_dir only when all are written (metadata.json last, so a folder
+    holds a readable dataset only once every file it lists is in place): a conversion that
+    fails or is killed leaves no file of its own in output_dir (a stale .partial-* of a killed
+    run is removed by the next one)."""
+    import shutil
     os.makedirs(output_dir, exist_ok=True)
+    for stale in glob.glob(os.path.join(output_dir, ".partial-*")):
+        shutil.rmtree(stale, ignore_errors=True)
+    stage = os.path.join(output_dir, f".partial-{os.getpid()}")
+    os.makedirs(stage)
+    try:
+        meta = _write_dataset(log, spec, item_table, context_only, stage, test_start,
+                              history_context, n_shards, source, extra)
+        old_meta = os.path.join(output_dir, "metadata.json")
+        if os.path.exists(old_meta):          # the folder stops being the old dataset first
+            try:
+                with open(old_meta) as f:
+                    old_files = set(json.load(f).get("sha256", {}))
+            except (OSError, ValueError):
+                old_files = set()
+            os.remove(old_meta)
+            for name in old_files - set(os.listdir(stage)):   # e.g. another shard count's
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(output_dir, name))
+        for name in sorted(os.listdir(stage)):
+            if name != "metadata.json":
+                os.replace(os.path.join(stage, name), os.path.join(output_dir, name))
+        os.replace(os.path.join(stage, "metadata.json"), old_meta)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return meta
+
+
+def _write_dataset(log, spec, item_table, context_only, output_dir, test_start,
+                   history_context, n_shards, source, extra: dict) -> dict:
+    add_novelty(log)
     stats = {s: SplitStats(spec.n_channels, spec.list_size) for s in ("train", "test")}
     context_only = np.zeros(len(log), bool) if context_only is None else context_only
     for shard in range(n_shards):
@@ -383,6 +446,30 @@ def write_dataset(log, spec, item_table, context_only, output_dir, test_start, h
             "shards": n_shards, "history_context": history_context, **extra}
     writer.save_item_table(output_dir, *item_table)
     return writer.write_metadata(output_dir, meta, n_shards)
+
+
+def convert(fmt: str, input_dir: str, output_dir: str, test_start: int, *, list_size: int = 10,
+            n_shards: int = 2, history_context: int = 100, columns: str = "",
+            delimiter: str = "", flag_record: dict | None = None) -> dict:
+    """The CLI's work: reads `input_dir` as `fmt` (mind or csv), writes the dataset into
+    `output_dir` (write_dataset: all or nothing) and returns its metadata. Bad input raises
+    SchemaError (or FileNotFoundError) naming the file and, where there is one, the line."""
+    if fmt == "mind":
+        log, spec, items, context_only, epoch = convert_mind(input_dir, list_size)
+    elif fmt == "csv":
+        log, spec, items, context_only, epoch = convert_csv(input_dir, parse_columns(columns),
+                                                            list_size, delimiter)
+    else:
+        raise ValueError(f"format {fmt!r}: expected mind or csv")
+    try:
+        return write_dataset(log, spec, items, context_only, output_dir, test_start - epoch,
+                             history_context, n_shards, fmt,
+                             {"epoch_unix_s": epoch, "input": os.path.abspath(input_dir),
+                              "flags": flag_record or {}})
+    except SchemaError as e:
+        first, last = (dt.datetime.fromtimestamp(epoch + t, dt.timezone.utc).date()
+                       for t in (int(log.timestamp.min()), int(log.timestamp.max())))
+        raise SchemaError(f"{input_dir} (rows from {first} to {last}): {e}") from None
 
 
 def define_flags() -> None:
@@ -409,20 +496,20 @@ def main(argv):
         test_start = _epoch(f.test_start)
     except ValueError:
         raise app.UsageError(f"--test_start={f.test_start!r} is not YYYY-MM-DD") from None
-    if f.format == "mind":
-        log, spec, items, context_only, epoch = convert_mind(f.input_dir, f.list_size)
-    else:
+    if f.format == "csv":
         try:
-            mapping = parse_columns(f.columns)
+            parse_columns(f.columns)
         except ValueError as e:
             raise app.UsageError(str(e))
-        log, spec, items, context_only, epoch = convert_csv(f.input_dir, mapping, f.list_size,
-                                                            f.delimiter)
-    meta = write_dataset(log, spec, items, context_only, f.output_dir, test_start - epoch,
-                         f.history_context, f.n_shards, f.format,
-                         {"epoch_unix_s": epoch, "input": os.path.abspath(f.input_dir),
-                          "flags": {k: f[k].value for k in ("format", "input_dir", "test_start",
-                                                            "list_size", "n_shards", "columns")}})
+    try:
+        meta = convert(f.format, f.input_dir, f.output_dir, test_start, list_size=f.list_size,
+                       n_shards=f.n_shards, history_context=f.history_context,
+                       columns=f.columns, delimiter=f.delimiter,
+                       flag_record={k: f[k].value for k in ("format", "input_dir",
+                                                             "test_start", "list_size",
+                                                             "n_shards", "columns")})
+    except (SchemaError, FileNotFoundError) as e:
+        raise SystemExit(f"data.convert: {e}") from None
     print(json.dumps({s: {k: meta["splits"][s][k] for k in ("users", "lists", "impressions",
                                                             "ctr")} for s in ("train", "test")}),
           file=sys.stdout)

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -107,7 +108,7 @@ def test_csv_mapping_and_value_errors(tmp_path):
     f = tmp_path / "log.csv"
     f.write_text("u,i,t,c\nA,x,100,1\nB,y,200,yes\n")
     mapping = convert.parse_columns("user_id=u,item_id=i,timestamp=t,clicked=c")
-    with pytest.raises(SchemaError, match="log.csv line 3: clicked 'yes' is not a number"):
+    with pytest.raises(SchemaError, match="log.csv line 3: clicked 'yes' is not a finite number"):
         convert.convert_csv(str(f), mapping, 10)
     f.write_text("u,i,t,c\nA,x,100,1\nB,y,soon,0\n")
     with pytest.raises(SchemaError, match="log.csv line 3: timestamp 'soon' is neither"):
@@ -115,6 +116,59 @@ def test_csv_mapping_and_value_errors(tmp_path):
     f.write_text("u,i,t\nA,x,100\n")
     with pytest.raises(SchemaError, match=r"columns \['c'\] not in header"):
         convert.convert_csv(str(f), mapping, 10)
+
+
+def test_broken_rows_are_named_by_file_and_line(tmp_path):
+    mapping = convert.parse_columns("user_id=u,item_id=i,timestamp=t,clicked=c")
+    f = tmp_path / "log.csv"
+    f.write_bytes(b"u,i,t,c\nA,x,100,1\nB,y,2\xff00,0\n")
+    with pytest.raises(SchemaError, match=r"log.csv line 3: not UTF-8 \(invalid start byte at "
+                                          r"byte 5 of the line\)"):
+        convert.convert_csv(str(f), mapping, 10)
+    f.write_text("u,i,t,c\nA,x,100,1\nB,y,200\n")
+    with pytest.raises(SchemaError, match=r"log.csv line 3: expected 4 columns \(the header's\), "
+                                          r"got 3"):
+        convert.convert_csv(str(f), mapping, 10)
+    f.write_text("u,i,t,c\nA,x,100,1,extra\n")
+    with pytest.raises(SchemaError, match="log.csv line 2: expected 4 columns .* got 5"):
+        convert.convert_csv(str(f), mapping, 10)
+    f.write_text("u,i,t,c\nA,x,inf,1\n")
+    with pytest.raises(SchemaError, match="log.csv line 2: timestamp 'inf' is not a time"):
+        convert.convert_csv(str(f), mapping, 10)
+    write_mind(tmp_path, "1\tU1\t11/12/2019 9:00:00 AM\tN1\tN1-1\n")
+    (tmp_path / "news.tsv").write_bytes(NEWS.encode() + b"N3\tsp\xc3\tx\n")
+    with pytest.raises(SchemaError, match=r"news.tsv line 3: not UTF-8"):
+        convert.convert_mind(str(tmp_path), 10)
+
+
+def test_a_failed_conversion_leaves_nothing_and_a_good_one_replaces_the_old(tmp_path):
+    out = tmp_path / "out"
+    f = tmp_path / "log.csv"
+    cols = "user_id=u,item_id=i,timestamp=t,clicked=c"
+    day = 86400
+    f.write_text("u,i,t,c\n" + "".join(f"U{k % 3},x{k},{k * day // 4},{k % 2}\n"
+                                       for k in range(16)))
+    # every row before the test start: the test split is empty, found after the shards
+    with pytest.raises(SchemaError, match=r"log.csv \(rows from 1970-01-01 to 1970-01-04\): "
+                                          r"the test split is empty"):
+        convert.convert("csv", str(f), str(out), 10 * day, n_shards=1, columns=cols)
+    assert os.listdir(out) == []
+    first = convert.convert("csv", str(f), str(out), 2 * day, n_shards=2, columns=cols)
+    second = convert.convert("csv", str(f), str(out), 3 * day, n_shards=1, columns=cols)
+    assert first["fingerprint"] != second["fingerprint"]
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["fingerprint"] == second["fingerprint"]
+    assert sorted(os.listdir(out)) == sorted([*meta["sha256"], "metadata.json"])  # no 2-shard
+    # files and no staging folder left
+    # a bad input on the CLI: the message, no traceback, the old dataset untouched
+    f.write_text("u,i,t,c\nA,x,100\n")
+    done = subprocess.run([sys.executable, "-m", "data.convert", "--format=csv",
+                           f"--input_dir={f}", f"--output_dir={out}", "--test_start=1970-01-02",
+                           f"--columns={cols}"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "data.convert: log.csv line 2: expected 4 columns" in done.stderr
+    assert json.loads((out / "metadata.json").read_text())["fingerprint"] == second["fingerprint"]
 
 
 def test_csv_long_requests_are_cut_and_slots_derived(tmp_path):
