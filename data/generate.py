@@ -91,7 +91,7 @@ class _DayLog:
 
 
 def simulate_shard(cfg: SimConfig, shard: int, n_shards: int, world: World | None = None,
-                   on_day=None, act=None, observe=None
+                   on_day=None, act=None, observe=None, on_env=None
                    ) -> tuple[list[tuple[int, ImpressionLog, int]], World]:
     """Simulates one shard; returns [(day, log, sessions)] for days >= 0 and the world.
 
@@ -99,10 +99,13 @@ def simulate_shard(cfg: SimConfig, shard: int, n_shards: int, world: World | Non
     -> (slates, propensities) or None (the logging policy acts, as in the dataset), and
     `observe(req, slates, feedback)` sees every step. Without them this writes the dataset.
     `on_day(day, log)` runs after each day (the warm-up day -1 included), before the next
-    day's first step, with that day's ImpressionLog."""
+    day's first step, with that day's ImpressionLog; `on_env(env)` once, with the shard's
+    IRecSim (e.g. for its side-effect-free `click_probabilities`)."""
     world = world or make_world(cfg)
     user_ids = np.arange(shard, len(world.users), n_shards)
     env = IRecSim(world, rng_key=shard)
+    if on_env is not None:
+        on_env(env)
     policy = LoggingPolicy(cfg, world)
     rng = np.random.default_rng([cfg.seed, 2, shard])
     req = env.reset(user_ids, start_day=-1)

@@ -461,7 +461,14 @@ class IRecSim:
         if dup.any():
             raise ValueError(f"slate row {np.flatnonzero(dup)[0]} repeats an item")
 
-    def _feedback(self, req: Requests, slates: np.ndarray) -> Feedback:
+    def click_probabilities(self, req: Requests, slates: np.ndarray) -> np.ndarray:
+        """[n, S] P(click) of each slot of `slates` served to the requests `req` now: the
+        `true_ctr` that step would log, computed without clicking, drawing or changing any
+        state (off-policy evaluation's ground truth on logged requests)."""
+        return self._click_model(req, slates)["p"]
+
+    def _click_model(self, req: Requests, slates: np.ndarray) -> dict:
+        """The click model's parts for `slates` at `req` (reads state, changes none)."""
         cfg, items = self.cfg, self.world.items
         rows = req.rows
         channel = items.channel[slates]
@@ -492,6 +499,16 @@ class IRecSim:
             extra = sum(mech.values())
             z, known = z + extra, known + extra
         p = self._exam[None, :] * sigmoid(z)
+        return dict(p=p, match=match, novel=novel, tags=tags, shared=shared, known=known,
+                    idio=idio, channel=channel, mech=mech)
+
+    def _feedback(self, req: Requests, slates: np.ndarray) -> Feedback:
+        cfg, items = self.cfg, self.world.items
+        rows = req.rows
+        m = self._click_model(req, slates)
+        p, match, novel, tags, shared, known, idio, channel, mech = (
+            m[k] for k in ("p", "match", "novel", "tags", "shared", "known", "idio", "channel",
+                           "mech"))
         clicked = self.rng.uniform(size=p.shape) < p
         completion = sigmoid(cfg.completion_bias + cfg.completion_match * match)
         self.mech.after_page(rows, slates, channel, clicked, completion, req.timestamp)

@@ -448,21 +448,24 @@ def run_simulator(arms):
     rows = []
     for key, name, seed, _, _, d, _ in targets:
         log = collector.log(key)
-        truth = truths[key]["ctr"]
+        online_truth = truths[key]["ctr"]
+        logged_truth = collector.truth(key)          # clicks per list on the logged requests
         agree = float(log.target.mean())
         for estimator in FLAGS.sim_estimators:
             e = ope.bootstrap(log, estimator, clip, FLAGS.bootstrap, FLAGS.level, FLAGS.seed)
             rows.append({"arm": name, "seed": seed, "model_dir": d, "estimator": estimator,
                          "estimate": e.value / size, "low": e.low / size,
-                         "high": e.high / size, "truth": truth,
-                         "bias": e.value / size - truth, "covered": e.covers(truth * size),
+                         "high": e.high / size, "truth": logged_truth / size,
+                         "bias": (e.value - logged_truth) / size,
+                         "covered": e.covers(logged_truth), "online_truth": online_truth,
+                         "online_covered": e.covers(online_truth * size),
                          "ess": e.ess, "slot_agreement": agree, "lists": log.n})
     write_simulator(rows, metadata, collector.lists, time.monotonic() - t0)
 
 
 def write_simulator(rows, metadata, lists, seconds):
-    header = ["arm", "seeds", "estimator", "estimate", "truth (online CTR)", "bias",
-              "covered", "ESS (lists)", "slot agreement"]
+    header = ["arm", "seeds", "estimator", "estimate", "truth on the logged requests", "bias",
+              "covered", "online CTR", "covers online", "ESS (lists)", "slot agreement"]
     table, labels, stats, truths = [], [], [], []
     groups = {}
     for r in rows:
@@ -473,9 +476,11 @@ def write_simulator(rows, metadata, lists, seconds):
         bias = est - tru
         fmt = (lambda v: f"{v.mean():.4f}" + (f" ± {v.std(ddof=1):.4f}" if len(v) > 1 else ""))
         interval = (f" [{rs[0]['low']:.4f}, {rs[0]['high']:.4f}]" if len(rs) == 1 else "")
+        online_ctr = np.array([r["online_truth"] for r in rs])
         table.append([arm, str(len(rs)) if rs[0]["seed"] else "", estimator,
                       fmt(est) + interval, fmt(tru), fmt(bias),
-                      f"{sum(r['covered'] for r in rs)}/{len(rs)}",
+                      f"{sum(r['covered'] for r in rs)}/{len(rs)}", fmt(online_ctr),
+                      f"{sum(r['online_covered'] for r in rs)}/{len(rs)}",
                       f"{np.mean([r['ess'] for r in rs]):.1f}",
                       f"{np.mean([r['slot_agreement'] for r in rs]):.3f}"])
         for r in rs:
@@ -485,8 +490,11 @@ def write_simulator(rows, metadata, lists, seconds):
     notes = [f"Data: `{FLAGS.data_dir}` (fingerprint `{metadata['fingerprint']}`): the test "
              f"days' {lists} logged lists under the logging policy with its online exploration "
              "(experiments/ope_sim.py). Estimate: clicks per shown slot under the arm on the "
-             "logged requests; truth: the arm's online CTR when it serves the test days "
-             "(experiments.ab_test's value). Interval: percentile bootstrap over lists, "
+             "logged requests. Truth on the logged requests: the simulator's click "
+             "probabilities of the arm's slate at each logged request (what the estimators "
+             "estimate); `bias` and `covered` are against it. Online CTR: the arm serving the "
+             "test days itself (experiments.ab_test's value), whose users then differ from the "
+             "logged ones. Interval: percentile bootstrap over lists, "
              f"{FLAGS.bootstrap} resamples, level {FLAGS.level:g}; with several seeds the "
              "cells are mean ± std over seeds and `covered` counts the seeds whose interval "
              "holds their truth. ESS: effective number of lists behind the estimate (per "

@@ -17,11 +17,17 @@ history window (what the logging policy showed). That gives, per list i and slot
               model every arm shares. DR's direct part is sum_k q~_ik.
 
 IIPS and DR treat mu_ik as slot k's marginal, which it is not (it is conditional on the
-logged prefix); IPS, SNIPS and RIPS use it exactly. The truth is each arm's online value,
-`online.run_arm` (what experiments.ab_test reports): the arm serves every request of the test
-days and the users react, so the truth includes what OPE on logged contexts cannot see (the
-users' histories and returns change with what the arm serves). Values are per shown slot
-(clicks per list / list size), so they compare with Table 3's CTR.
+logged prefix); IPS, SNIPS and RIPS use it exactly. Two truths:
+
+- on the logged requests (what every estimator estimates): the simulator's own click
+  probabilities of the arm's slate at each logged request, `IRecSim.click_probabilities`
+  (the state, the slots above and every mechanism as they were; nothing is drawn), summed
+  over slots and averaged over the lists;
+- online: each arm's value when it serves every request of the test days, `online.run_arm`
+  (what experiments.ab_test reports). It differs from the first because the users' histories,
+  sessions and returns change with what the arm serves, which logged requests cannot show.
+
+Values are per shown slot (clicks per list / list size), so they compare with Table 3's CTR.
 """
 from __future__ import annotations
 
@@ -59,14 +65,22 @@ class Collector:
         self.reward, self.logging, self.q_logged = [], [], []
         self.match = {name: [] for name in self.names}
         self.q_target = {name: [] for name in self.names}
+        self.expected = {name: [] for name in self.names}
 
-    def add(self, clicked, props, q_logged, matches: dict, q_targets: dict) -> None:
+    def add(self, clicked, props, q_logged, matches: dict, q_targets: dict,
+            expected: dict) -> None:
         self.reward.append(clicked.astype(np.float64))
         self.logging.append(props)
         self.q_logged.append(q_logged)
         for name in self.names:
             self.match[name].append(matches[name].astype(np.float64))
             self.q_target[name].append(q_targets[name])
+            self.expected[name].append(expected[name])
+
+    def truth(self, name: str) -> float:
+        """The target's expected clicks per list on the logged requests (the simulator's click
+        probabilities of its slates there)."""
+        return float(np.concatenate(self.expected[name]).sum(1).mean())
 
     def log(self, name: str) -> ope.SlateLog:
         cat = np.concatenate
@@ -96,7 +110,7 @@ def collect(cfg, world, n_shards: int, targets: dict, start_day: int | None = No
                                            len(CONTEXT_FIELDS), world.items.tags.shape[1])
                      for m in ms}
         target_rng = np.random.default_rng([cfg.seed, 7, shard])   # never the logging stream
-        pending = {}
+        pending, env = {}, []
 
         def act(req, policy, rng):
             if req.day < start:
@@ -108,6 +122,8 @@ def collect(cfg, world, n_shards: int, targets: dict, start_day: int | None = No
             pending["step"] = (slates, props, chosen,
                                lr_click_probability(policy, req, slates),
                                {name: lr_click_probability(policy, req, t)
+                                for name, t in chosen.items()},
+                               {name: env[0].click_probabilities(req, t)
                                 for name, t in chosen.items()})
             return slates, props
 
@@ -116,11 +132,12 @@ def collect(cfg, world, n_shards: int, targets: dict, start_day: int | None = No
                 for history in histories.values():
                     history.push(req.rows, online.shown_fields(world, req, slates, fb))
             if req.day >= start:
-                logged, props, chosen, q_logged, q_targets = pending.pop("step")
+                logged, props, chosen, q_logged, q_targets, expected = pending.pop("step")
                 collector.add(fb.clicked, props, q_logged,
-                              {name: t == logged for name, t in chosen.items()}, q_targets)
+                              {name: t == logged for name, t in chosen.items()}, q_targets,
+                              expected)
 
         from data.generate import simulate_shard
         simulate_shard(cfg, shard, n_shards, world=world, on_day=on_day, act=act,
-                       observe=observe)
+                       observe=observe, on_env=env.append)
     return collector

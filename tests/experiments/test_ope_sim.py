@@ -37,6 +37,40 @@ def test_collected_logs_are_the_test_days_the_logging_policy_served(sim):
     np.testing.assert_allclose(log.logging_prefix, np.cumprod(log.logging, 1))
 
 
+def test_click_probabilities_are_the_logged_true_ctr_and_change_nothing(sim):
+    cfg, world, metadata = sim
+    from data.generate import simulate_shard
+    envs, checked = [], []
+
+    def act(req, policy, rng):
+        slates, props = policy.act(req.user_fields, req.candidates, req.candidate_age,
+                                   cfg.epsilon, rng)
+        checked.append(envs[0].click_probabilities(req, slates))
+        envs[0].click_probabilities(req, slates[:, ::-1])   # another slate: no side effect
+        return slates, props
+
+    def observe(req, slates, fb):
+        if req.day >= 0:
+            np.testing.assert_allclose(checked.pop(), fb.true_ctr, rtol=1e-6)
+
+    days, _ = simulate_shard(cfg, 0, metadata["shards"], world=world, act=act,
+                             observe=observe, on_env=envs.append)
+    served = online.run_arm(cfg, world, metadata["shards"], online.logging_arm(cfg.epsilon),
+                            start_day=0)
+    assert sum(int(log.clicked.sum()) for _, log, _ in days) == served["clicks"]
+
+
+def test_ips_and_rips_cover_the_base_arms_truth_on_the_logged_requests(sim):
+    cfg, world, metadata = sim
+    from hrl_rec import ope
+    collector = ope_sim.collect(cfg, world, metadata["shards"],
+                                {"base": (online.logging_arm(0.0), 0)})
+    log, truth = collector.log("base"), collector.truth("base")
+    assert 0 < truth < cfg.list_size
+    for estimator in ("ips", "rips"):
+        assert ope.bootstrap(log, estimator, samples=300).covers(truth), estimator
+
+
 def test_lr_click_probability_is_the_logging_policys_logit_at_the_slot(sim):
     cfg, world, metadata = sim
     checked = []
@@ -92,11 +126,11 @@ def test_cli_writes_the_table_and_reuses_cached_truths(sim_data, tmp_path):
     done = subprocess.run(cmd[:-1] + [f"--output_dir={out}", f"--truth_from={ab}"], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    truths = {r["arm"]: r["truth"] for r in json.loads((out / "simulator.json").read_text())[
-        "rows"]}
+    truths = {r["arm"]: r["online_truth"] for r in json.loads(
+        (out / "simulator.json").read_text())["rows"]}
     assert truths["base (LR + channel quotas, no exploration)"] == 0.5
     assert truths["LR without channel quotas (CTR only)"] == next(
-        r["truth"] for r in rows if r["arm"].startswith("LR without"))
+        r["online_truth"] for r in rows if r["arm"].startswith("LR without"))
     (ab / "table3.md").write_text("Data: (fingerprint `0000`)\n")
     bad = subprocess.run(cmd[:-1] + [f"--output_dir={out}", f"--truth_from={ab}"], cwd=REPO,
                          capture_output=True, text=True, timeout=600)
