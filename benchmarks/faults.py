@@ -184,3 +184,335 @@ def fuzz(fmt: str, cases: int, seed: int = 0) -> dict:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return {"cases": cases, "counts": counts, "failed": failed}
+
+
+# --- helpers for the CLI faults -------------------------------------------------------------
+
+TINY_DATA = ["--n_users=150", "--n_days=4", "--test_days=1"]
+TINY_TRAIN = ["--max_seq_len=4", "--embedding_dim=4", "--hidden_dim=8", "--heads=2",
+              "--batch_size=8", "--candidates_per_channel=2", "--validate_data=false",
+              "--epochs=2", "--patience=2", "--log_every=4"]
+
+
+def cli(module: str, *args, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def tiny_dataset(folder: str, n_shards: int = 1) -> str:
+    done = cli("data.generate", *TINY_DATA, f"--n_shards={n_shards}", "--processes=1",
+               f"--output_dir={folder}")
+    if done.returncode != 0:
+        raise RuntimeError(f"data.generate failed: {done.stderr[-2000:]}")
+    return folder
+
+
+def weights_of(path: str) -> dict:
+    """{dataset path: array} of a Keras .weights.h5 file."""
+    import h5py
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def same_weights(a: str, b: str) -> bool:
+    import numpy as np
+    wa, wb = weights_of(a), weights_of(b)
+    return wa.keys() == wb.keys() and all(np.array_equal(wa[k], wb[k]) for k in wa)
+
+
+def last_step(text: str) -> int:
+    """The highest step a run's progress lines or checkpoints report (0 if none)."""
+    import re
+    steps = [0]
+    offset = 0
+    for line in text.splitlines():
+        m = re.search(r"epoch (\d+)/\d+: (\d+)/\d+ steps", line)
+        if m:
+            steps.append(offset + int(m.group(2)))
+        m = re.search(r"at step (\d+), epoch", line)
+        if m:
+            steps.append(int(m.group(1)))
+    return max(steps)
+
+
+def kill_at(cmd: list[str], delay: float | None, watch: str | None, log_path: str,
+            deadline: float = 600.0) -> tuple[int, str]:
+    """Starts cmd, SIGKILLs it after `delay` s or as soon as a new file appears under `watch`
+    (a checkpoint or shard being written); -> (returncode, what it printed)."""
+    with open(log_path, "w") as log:
+        p = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        start = time.monotonic()
+        before = set(glob.glob(os.path.join(watch, "*"))) if watch else set()
+        while p.poll() is None and time.monotonic() - start < deadline:
+            if delay is not None and time.monotonic() - start >= delay:
+                break
+            if watch and set(glob.glob(os.path.join(watch, "*"))) - before:
+                break
+            time.sleep(0.01 if watch else 0.05)
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+        p.wait()
+    with open(log_path) as f:
+        return p.returncode, f.read()
+
+
+def result(fault: str, ok: bool, message: str, lost_steps=None, **settings) -> dict:
+    return {"fault": fault, "outcome": "ok" if ok else "failed", "lost_steps": lost_steps,
+            "message": message, **settings}
+
+
+# --- the faults -----------------------------------------------------------------------------
+
+def fault_sigkill_hrl_rec_train(work: str, kills: int, seed: int) -> list[dict]:
+    """SIGKILL at random moments and during checkpoint writes; resume; compare with an
+    uninterrupted --deterministic run."""
+    data = tiny_dataset(os.path.join(work, "data"))
+    every = 4
+    args = [f"--data_dir={data}", *TINY_TRAIN, "--deterministic", f"--checkpoint_every={every}"]
+    ref = os.path.join(work, "reference")
+    t0 = time.monotonic()
+    done = cli("hrl_rec.train", *args, f"--model_dir={ref}")
+    wall = time.monotonic() - t0
+    if done.returncode != 0:
+        return [result("sigkill_hrl_rec_train", False, f"reference run failed: "
+                       f"{done.stderr[-500:]}")]
+    rng = random.Random(seed)
+    out = []
+    for k in range(kills):
+        run = os.path.join(work, f"killed_{k}")
+        during_checkpoint = k % 3 == 2
+        delay = None if during_checkpoint else rng.uniform(0.3, 0.9) * wall
+        cmd = [sys.executable, "-m", "hrl_rec.train", *args, f"--model_dir={run}"]
+        if during_checkpoint:
+            # wait for the first checkpoint, then kill while the next one is written
+            os.makedirs(os.path.join(run, "ckpt"), exist_ok=True)
+            code, printed = kill_at(cmd, None, os.path.join(run, "ckpt"),
+                                    os.path.join(work, f"killed_{k}.log"))
+            moment = "during a checkpoint write"
+        else:
+            code, printed = kill_at(cmd, delay, None, os.path.join(work, f"killed_{k}.log"))
+            moment = f"after {delay:.1f} s"
+        done_before = last_step(printed)
+        resumed = cli("hrl_rec.train", *args, f"--model_dir={run}")
+        if resumed.returncode != 0:
+            out.append(result("sigkill_hrl_rec_train", False, f"kill {k} ({moment}): the rerun "
+                              f"failed: {resumed.stderr[-400:]}", kill=k))
+            continue
+        import re
+        m = re.search(r"resumed from .* at step (\d+)", resumed.stdout + resumed.stderr)
+        restored = int(m.group(1)) if m else 0
+        lost = max(done_before - restored, 0)
+        same = same_weights(os.path.join(ref, "best.weights.h5"),
+                            os.path.join(run, "best.weights.h5"))
+        with open(os.path.join(ref, "eval.json")) as f1, open(os.path.join(run,
+                                                                           "eval.json")) as f2:
+            auc_ref, auc_run = json.load(f1)["auc"], json.load(f2)["auc"]
+        ok = same and auc_ref == auc_run and lost <= every and (code == -signal.SIGKILL
+                                                                 or code == 0)
+        out.append(result(
+            "sigkill_hrl_rec_train", ok,
+            f"kill {k} {moment} (exit {code}) at step >= {done_before}; resumed at step "
+            f"{restored}; final weights {'equal' if same else 'DIFFER from'} the uninterrupted "
+            f"run's; test AUC {auc_run:.6f} vs {auc_ref:.6f}"
+            + ("" if code == -signal.SIGKILL else " (it finished before the kill)"),
+            lost, kill=k, checkpoint_every=every))
+    return out
+
+
+def fault_sigkill_data_generate(work: str, kills: int, seed: int) -> list[dict]:
+    """SIGKILL data.generate at random moments and while a shard is written; the same command
+    finishes with the uninterrupted run's fingerprint."""
+    args = [*TINY_DATA, "--n_shards=4", "--processes=1"]
+    ref = os.path.join(work, "gen_reference")
+    t0 = time.monotonic()
+    done = cli("data.generate", *args, f"--output_dir={ref}")
+    wall = time.monotonic() - t0
+    if done.returncode != 0:
+        return [result("sigkill_data_generate", False, f"reference failed: {done.stderr[-400:]}")]
+    with open(os.path.join(ref, "metadata.json")) as f:
+        want = json.load(f)["fingerprint"]
+    rng, out = random.Random(seed + 1), []
+    for k in range(kills):
+        folder = os.path.join(work, f"gen_killed_{k}")
+        cmd = [sys.executable, "-m", "data.generate", *args, f"--output_dir={folder}"]
+        if k % 3 == 2:
+            os.makedirs(folder, exist_ok=True)
+            code, _ = kill_at(cmd, None, folder, os.path.join(work, f"gen_killed_{k}.log"))
+            moment = "as a shard file appeared"
+        else:
+            delay = rng.uniform(0.2, 0.9) * wall
+            code, _ = kill_at(cmd, delay, None, os.path.join(work, f"gen_killed_{k}.log"))
+            moment = f"after {delay:.1f} s"
+        again = cli("data.generate", *args, f"--output_dir={folder}")
+        if again.returncode != 0:
+            out.append(result("sigkill_data_generate", False, f"kill {k} ({moment}): the rerun "
+                              f"failed: {again.stderr[-400:]}", kill=k))
+            continue
+        with open(os.path.join(folder, "metadata.json")) as f:
+            got = json.load(f)["fingerprint"]
+        valid = cli("data.validate", f"--data_dir={folder}")
+        out.append(result("sigkill_data_generate", got == want and valid.returncode == 0,
+                          f"kill {k} {moment} (exit {code}); rerun fingerprint {got}, "
+                          f"uninterrupted {want}; data.validate exit {valid.returncode}",
+                          kill=k))
+    return out
+
+
+def _corrupt(path: str, how: str, rng: random.Random) -> None:
+    if how == "deleted":
+        os.remove(path)
+        return
+    with open(path, "rb") as f:
+        raw = bytearray(f.read())
+    if how == "truncated":
+        raw = raw[:rng.randrange(1, len(raw))]
+    else:                                           # bitflip
+        i = rng.randrange(len(raw))
+        raw[i] ^= 1 << rng.randrange(8)
+    with open(path, "wb") as f:
+        f.write(bytes(raw))
+
+
+def fault_shards(work: str, seed: int) -> list[dict]:
+    """A truncated, a bit-flipped and a deleted shard: data.validate and hrl_rec.train stop
+    with an error naming the file, before any training step."""
+    rng, out = random.Random(seed + 2), []
+    clean = tiny_dataset(os.path.join(work, "shards_clean"), n_shards=2)
+    for how in ("truncated", "bitflip", "deleted"):
+        data = os.path.join(work, f"shards_{how}")
+        shutil.copytree(clean, data)
+        victim = sorted(glob.glob(os.path.join(data, "train-*")))[rng.randrange(2)]
+        _corrupt(victim, how, rng)
+        name = os.path.basename(victim)
+        validate = cli("data.validate", f"--data_dir={data}")
+        model_dir = os.path.join(work, f"shards_{how}_run")
+        train = cli("hrl_rec.train", f"--data_dir={data}", f"--model_dir={model_dir}",
+                    *[a for a in TINY_TRAIN if not a.startswith("--validate_data")])
+        steps = last_step(train.stdout + train.stderr)
+        problems = []
+        for label, done in (("data.validate", validate), ("hrl_rec.train", train)):
+            if done.returncode == 0:
+                problems.append(f"{label} succeeded")
+            elif name not in done.stderr:
+                problems.append(f"{label}'s error does not name {name}: "
+                                f"{done.stderr.strip().splitlines()[-1][:200]}")
+            elif "Traceback" in done.stderr:
+                problems.append(f"{label} printed a traceback")
+        if steps:
+            problems.append(f"hrl_rec.train ran {steps} steps first")
+        message = "; ".join(problems) or (
+            f"{name} {how}: both stop naming it: "
+            + validate.stderr.strip().splitlines()[-1][:200])
+        out.append(result(f"shard_{how}", not problems, message, shard=name))
+    return out
+
+
+def fault_two_runs(work: str) -> list[dict]:
+    data = tiny_dataset(os.path.join(work, "two_runs_data"))
+    model_dir = os.path.join(work, "two_runs")
+    args = [f"--data_dir={data}", f"--model_dir={model_dir}", *TINY_TRAIN, "--epochs=4"]
+    first = subprocess.Popen([sys.executable, "-m", "hrl_rec.train", *args], cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lock = os.path.join(model_dir, ".lock")
+    start = time.monotonic()
+    while not os.path.exists(lock) and first.poll() is None and time.monotonic() - start < 300:
+        time.sleep(0.1)
+    second = cli("hrl_rec.train", *args)
+    first_alive = first.poll() is None
+    first.kill()
+    first.wait()
+    ok = (second.returncode != 0 and f"in use by pid {first.pid}" in second.stderr
+          and "Traceback" not in second.stderr and first_alive)
+    last = (second.stderr.strip().splitlines() or [""])[-1]
+    return [result("two_runs_one_model_dir", ok, last[:300] if ok else
+                   f"second run exit {second.returncode}, first alive {first_alive}: "
+                   f"{last[:300]}")]
+
+
+FLAGFILES = {
+    "flagfile_unknown_flag": ("--epoch=2\n", "epoch"),
+    "flagfile_wrong_type": ("--epochs=two\n", "epochs"),
+    "flagfile_out_of_range": ("--gamma=1.5\n", "gamma"),
+}
+
+
+def fault_flagfiles(work: str) -> list[dict]:
+    """A flagfile with an unknown flag, a wrong type or an out-of-range value: the error names
+    it, before anything is trained."""
+    data = tiny_dataset(os.path.join(work, "flags_data"))
+    out = []
+    for fault, (text, flag) in FLAGFILES.items():
+        path = os.path.join(work, f"{fault}.flags")
+        with open(path, "w") as f:
+            f.write(f"--data_dir={data}\n" + text)
+        done = cli("hrl_rec.train", f"--flagfile={path}",
+                   f"--model_dir={os.path.join(work, fault)}", *TINY_TRAIN[:6])
+        said = [line for line in done.stderr.splitlines()
+                if f"--{flag}" in line or f"'{flag}'" in line]
+        ok = done.returncode != 0 and bool(said) and "Traceback" not in done.stderr
+        out.append(result(fault, ok, (said or done.stderr.strip().splitlines() or [""])[0][:300],
+                          flagfile=text.strip()))
+    return out
+
+
+def fault_fuzz(fmt: str, cases: int, seed: int) -> list[dict]:
+    r = fuzz(fmt, cases, seed)
+    failed = r["failed"]
+    message = (f"{cases} mutated inputs: {r['counts']}" if not failed else
+               f"{len(failed)} of {cases} failed, first: {failed[0]['mutation']}: "
+               f"{failed[0]['message']}")
+    return [result(f"fuzz_{fmt}", not failed, message, cases=cases, counts=r["counts"])]
+
+
+FAULTS = ("sigkill_hrl_rec_train", "sigkill_data_generate", "shards", "two_runs", "flagfiles",
+          "fuzz_mind", "fuzz_csv")
+
+
+def define_flags() -> None:
+    flags.DEFINE_list("faults", list(FAULTS), f"Which faults to run, of {FAULTS}.")
+    flags.DEFINE_integer("kills", 10, "SIGKILLs per CLI.")
+    flags.DEFINE_integer("fuzz_cases", 1000, "Mutated inputs per converter.")
+    flags.DEFINE_integer("seed", 0, "Seed of the kill moments, corruptions and mutations.")
+    flags.DEFINE_string("work_dir", "", "Scratch folder (default: a temporary one, removed).")
+
+
+def main(argv):
+    del argv
+    bad = [f for f in FLAGS.faults if f not in FAULTS]
+    if bad:
+        raise app.UsageError(f"--faults: {bad} unknown; expected some of {FAULTS}")
+    work = FLAGS.work_dir or tempfile.mkdtemp(prefix="faults-")
+    os.makedirs(work, exist_ok=True)
+    runs = {
+        "sigkill_hrl_rec_train": lambda: fault_sigkill_hrl_rec_train(
+            os.path.join(work, "train"), FLAGS.kills, FLAGS.seed),
+        "sigkill_data_generate": lambda: fault_sigkill_data_generate(
+            os.path.join(work, "generate"), FLAGS.kills, FLAGS.seed),
+        "shards": lambda: fault_shards(os.path.join(work, "shards"), FLAGS.seed),
+        "two_runs": lambda: fault_two_runs(os.path.join(work, "two")),
+        "flagfiles": lambda: fault_flagfiles(os.path.join(work, "flags")),
+        "fuzz_mind": lambda: fault_fuzz("mind", FLAGS.fuzz_cases, FLAGS.seed),
+        "fuzz_csv": lambda: fault_fuzz("csv", FLAGS.fuzz_cases, FLAGS.seed),
+    }
+    failed = 0
+    try:
+        for i, name in enumerate(FLAGS.faults):
+            t0 = time.monotonic()
+            print(f"faults: {name} ({i + 1}/{len(FLAGS.faults)})", file=sys.stderr, flush=True)
+            for record in runs[name]():
+                record["seconds"] = round(time.monotonic() - t0, 1)
+                failed += record["outcome"] != "ok"
+                print(json.dumps(record), flush=True)
+    finally:
+        if not FLAGS.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    if failed:
+        raise SystemExit(f"faults: {failed} fault(s) not handled")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

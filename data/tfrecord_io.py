@@ -14,6 +14,7 @@ Files are written to a temporary name and renamed, so a crash never leaves a hal
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Iterator
 
@@ -244,6 +245,17 @@ def split_files(data_dir: str, split: str) -> list[str]:
     """The shard files of `split`, sorted; a clear error if there are none."""
     if not os.path.isdir(data_dir):
         raise FileNotFoundError(f"data directory {data_dir} does not exist")
+    meta_path = os.path.join(data_dir, "metadata.json")
+    if os.path.exists(meta_path):     # every shard metadata.json counts must be there
+        with open(meta_path) as f:
+            n = json.load(f).get("shards")
+        if n:
+            want = [os.path.join(data_dir, shard_name(split, i, n)) for i in range(n)]
+            missing = [p for p in want if not os.path.exists(p)]
+            if missing:
+                raise FileNotFoundError(f"{missing[0]}: missing (metadata.json says the "
+                                        f"dataset has {n} shards per split)")
+            return want
     paths = sorted(os.path.join(data_dir, f) for f in os.listdir(data_dir)
                    if f.startswith(f"{split}-") and f.endswith(".tfrecord"))
     if not paths:

@@ -14,6 +14,7 @@ from absl import app, flags
 
 from data import writer
 from data.pipeline import load_metadata, validate_split
+from data.schema import SchemaError
 
 
 def main(argv):
@@ -21,8 +22,11 @@ def main(argv):
     if not flags.FLAGS.data_dir:
         raise app.UsageError("--data_dir is required")
     data_dir = flags.FLAGS.data_dir
-    fingerprint = writer.check_digests(data_dir, load_metadata(data_dir))
-    counts = {s: validate_split(data_dir, s) for s in flags.FLAGS.splits}
+    try:
+        fingerprint = writer.check_digests(data_dir, load_metadata(data_dir))
+        counts = {s: validate_split(data_dir, s) for s in flags.FLAGS.splits}
+    except (SchemaError, FileNotFoundError) as e:
+        raise SystemExit(f"data.validate: {e}") from None
     print(json.dumps({"valid": True, "impressions": counts, "fingerprint": fingerprint}))
 
 

@@ -74,12 +74,27 @@ def define_flags() -> None:
 
 
 def validate_dataset() -> None:
-    """--validate_data: every record of both splits against the schema."""
-    from data.pipeline import validate_split
-    if FLAGS.validate_data:
-        for split in ("train", "test"):
-            print(f"validated {validate_split(FLAGS.data_dir, split)} {split} impressions",
-                  flush=True)
+    """Before any step: every file metadata.json lists is there, and with --validate_data its
+    bytes match the recorded SHA-256 and every record of both splits its schema. A bad
+    dataset exits naming the file (and the record)."""
+    from data import writer
+    from data.pipeline import load_metadata, validate_split
+    from data.schema import SchemaError
+    try:
+        meta = load_metadata(FLAGS.data_dir)
+        if FLAGS.validate_data:
+            writer.check_digests(FLAGS.data_dir, meta)
+            for split in ("train", "test"):
+                print(f"validated {validate_split(FLAGS.data_dir, split)} {split} impressions",
+                      flush=True)
+        else:
+            for name in sorted(meta.get("sha256", {})):
+                path = os.path.join(FLAGS.data_dir, name)
+                if not os.path.exists(path):
+                    raise SchemaError(f"{path}: missing (metadata.json lists it)")
+    except (SchemaError, FileNotFoundError) as e:
+        raise SystemExit(f"--data_dir={FLAGS.data_dir}: {e}; regenerate or re-convert the "
+                         "dataset") from None
 
 
 def run_settings(**extra):
