@@ -199,14 +199,21 @@ def main(argv):
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
     model = CTRModel(FLAGS.model, meta["spec"], **hparams)
-    os.makedirs(FLAGS.model_dir, exist_ok=True)
     lock = FolderLock(FLAGS.model_dir, "--model_dir")
     try:
+        os.makedirs(FLAGS.model_dir, exist_ok=True)
         lock.acquire()
     except FolderLocked as e:
         raise SystemExit(f"{FLAGS.model}: {e}") from None
+    except OSError as e:
+        raise SystemExit(f"{FLAGS.model}: cannot write into --model_dir={FLAGS.model_dir}: "
+                         f"{e}") from None
     try:
         _train_and_report(model, meta)
+    except (OSError, tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError) as e:
+        text = e.message if isinstance(e, tf.errors.OpError) else str(e)
+        raise SystemExit(f"{FLAGS.model}: cannot write into --model_dir={FLAGS.model_dir}: "
+                         f"{text.strip().splitlines()[-1] if text.strip() else e}") from None
     finally:
         lock.release()
 

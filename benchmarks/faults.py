@@ -17,6 +17,10 @@ checkpoint period; null where there are none) and the fault's settings. Faults:
 - two_runs_one_model_dir: a second `hrl_rec.train` on a --model_dir a live run holds stops,
   naming the first's pid (data.files.FolderLock).
 - flagfile_unknown_flag / flagfile_wrong_type / flagfile_out_of_range: the error names the flag.
+- disk_full / read_only_model_dir: a run is resumed on a tmpfs too small for its next
+  checkpoint, or remounted read-only (needs mount, i.e. root; else `skipped`): the error
+  names the path, the last good checkpoint survives, and the same command resumes from it
+  once there is room.
 - fuzz_mind / fuzz_csv: `--fuzz_cases` mutated inputs per converter (truncation, wrong column
   counts, bad dates, non-UTF-8 bytes, unknown categories, random byte flips) through
   data.convert.convert: each either converts or raises SchemaError naming the file (and the
@@ -224,30 +228,38 @@ def same_weights(a: str, b: str) -> bool:
 
 
 def last_step(text: str) -> int:
-    """The highest step a run's progress lines or checkpoints report (0 if none)."""
+    """The highest global step a run's progress lines or its resume line report (0 if none):
+    the progress line counts steps within an epoch, so earlier epochs' counts are added."""
     import re
-    steps = [0]
-    offset = 0
+    best, per_epoch = 0, {}
     for line in text.splitlines():
         m = re.search(r"epoch (\d+)/\d+: (\d+)/\d+ steps", line)
         if m:
-            steps.append(offset + int(m.group(2)))
+            epoch, step = int(m.group(1)), int(m.group(2))
+            per_epoch[epoch] = max(per_epoch.get(epoch, 0), step)
+            best = max(best, sum(v for e, v in per_epoch.items() if e < epoch) + step)
         m = re.search(r"at step (\d+), epoch", line)
         if m:
-            steps.append(int(m.group(1)))
-    return max(steps)
+            best = max(best, int(m.group(1)))
+    return best
 
 
 def kill_at(cmd: list[str], delay: float | None, watch: str | None, log_path: str,
-            deadline: float = 600.0) -> tuple[int, str]:
-    """Starts cmd, SIGKILLs it after `delay` s or as soon as a new file appears under `watch`
-    (a checkpoint or shard being written); -> (returncode, what it printed)."""
+            after_step: int | None = None, deadline: float = 600.0) -> tuple[int, str]:
+    """Starts cmd and SIGKILLs it: `delay` s after it reports step `after_step` (or after
+    start), or as soon as a new file appears under `watch` (a checkpoint or shard being
+    written); -> (returncode, what it printed)."""
     with open(log_path, "w") as log:
         p = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         start = time.monotonic()
         before = set(glob.glob(os.path.join(watch, "*"))) if watch else set()
+        armed = None if after_step else start
         while p.poll() is None and time.monotonic() - start < deadline:
-            if delay is not None and time.monotonic() - start >= delay:
+            if armed is None:
+                with open(log_path) as f:
+                    if last_step(f.read()) >= after_step:
+                        armed = time.monotonic()
+            if delay is not None and armed is not None and time.monotonic() - armed >= delay:
                 break
             if watch and set(glob.glob(os.path.join(watch, "*"))) - before:
                 break
@@ -273,18 +285,18 @@ def fault_sigkill_hrl_rec_train(work: str, kills: int, seed: int) -> list[dict]:
     every = 4
     args = [f"--data_dir={data}", *TINY_TRAIN, "--deterministic", f"--checkpoint_every={every}"]
     ref = os.path.join(work, "reference")
-    t0 = time.monotonic()
     done = cli("hrl_rec.train", *args, f"--model_dir={ref}")
-    wall = time.monotonic() - t0
     if done.returncode != 0:
         return [result("sigkill_hrl_rec_train", False, f"reference run failed: "
                        f"{done.stderr[-500:]}")]
+    total = json.load(open(os.path.join(ref, "eval.json")))["steps"]
     rng = random.Random(seed)
     out = []
     for k in range(kills):
         run = os.path.join(work, f"killed_{k}")
         during_checkpoint = k % 3 == 2
-        delay = None if during_checkpoint else rng.uniform(0.3, 0.9) * wall
+        # a random step of the run, then a random fraction of a second: mid-training
+        target, delay = rng.randrange(1, max(total - 2, 2)), rng.uniform(0.0, 1.0)
         cmd = [sys.executable, "-m", "hrl_rec.train", *args, f"--model_dir={run}"]
         if during_checkpoint:
             # wait for the first checkpoint, then kill while the next one is written
@@ -293,8 +305,9 @@ def fault_sigkill_hrl_rec_train(work: str, kills: int, seed: int) -> list[dict]:
                                     os.path.join(work, f"killed_{k}.log"))
             moment = "during a checkpoint write"
         else:
-            code, printed = kill_at(cmd, delay, None, os.path.join(work, f"killed_{k}.log"))
-            moment = f"after {delay:.1f} s"
+            code, printed = kill_at(cmd, delay, None, os.path.join(work, f"killed_{k}.log"),
+                                    after_step=target)
+            moment = f"{delay:.2f} s after step {target} of {total}"
         done_before = last_step(printed)
         resumed = cli("hrl_rec.train", *args, f"--model_dir={run}")
         if resumed.returncode != 0:
@@ -467,8 +480,80 @@ def fault_fuzz(fmt: str, cases: int, seed: int) -> list[dict]:
     return [result(f"fuzz_{fmt}", not failed, message, cases=cases, counts=r["counts"])]
 
 
+def _mount_tmpfs(path: str, size_bytes: int) -> bool:
+    os.makedirs(path, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", path],
+                          capture_output=True).returncode == 0
+
+
+def _umount(path: str) -> None:
+    subprocess.run(["umount", "-l", path], capture_output=True)
+
+
+def _du(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def _checkpoints(model_dir: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(model_dir, "ckpt", "ckpt-*.index")))
+
+
+def fault_unwritable(work: str) -> list[dict]:
+    """A full disk and a read-only --model_dir: a run trained 8 steps is copied onto a tmpfs
+    with 300 KB to spare (the next checkpoint, 570 KB, cannot fit) or remounted read-only, and
+    resumed there. The error must name the path, without a traceback; the last good checkpoint
+    must survive, and the same command must resume from it once there is room. Needs mount
+    (root); where mount is refused the fault is reported `skipped`."""
+    data = tiny_dataset(os.path.join(work, "unwritable_data"))
+    out = []
+    for fault in ("disk_full", "read_only_model_dir"):
+        seed_run = os.path.join(work, f"{fault}_seed")
+        first = cli("hrl_rec.train", f"--data_dir={data}", f"--model_dir={seed_run}",
+                    *TINY_TRAIN, "--checkpoint_every=4", "--max_steps=8")
+        if first.returncode != 0 or not _checkpoints(seed_run):
+            out.append(result(fault, False, f"the first run failed: {first.stderr[-300:]}"))
+            continue
+        os.remove(os.path.join(seed_run, ".lock")) if os.path.exists(
+            os.path.join(seed_run, ".lock")) else None
+        mount = os.path.join(work, f"{fault}_mnt")
+        if not _mount_tmpfs(mount, _du(seed_run) + 300_000 + 64_000):
+            out.append({**result(fault, False, "mount -t tmpfs refused (needs root): not run"),
+                        "outcome": "skipped"})
+            continue
+        try:
+            model_dir = os.path.join(mount, "run")
+            shutil.copytree(seed_run, model_dir)
+            good = _checkpoints(model_dir)
+            if fault == "read_only_model_dir":
+                subprocess.run(["mount", "-o", "remount,ro", mount], check=True)
+            args = [f"--data_dir={data}", f"--model_dir={model_dir}", *TINY_TRAIN,
+                    "--checkpoint_every=4"]
+            done = cli("hrl_rec.train", *args)
+            survived = all(os.path.exists(p) for p in good)
+            if fault == "read_only_model_dir":
+                subprocess.run(["mount", "-o", "remount,rw", mount], check=True)
+            # room again: the same command resumes from the last good checkpoint
+            room = os.path.join(work, f"{fault}_after")
+            shutil.copytree(model_dir, room)
+            resumed = cli("hrl_rec.train", *[a.replace(model_dir, room) for a in args])
+        finally:
+            _umount(mount)
+        text = done.stderr.strip().splitlines()
+        last = text[-1] if text else ""
+        ok = (done.returncode != 0 and "Traceback" not in done.stderr and model_dir in last
+              and survived and resumed.returncode == 0
+              and "resumed from" in resumed.stdout + resumed.stderr)
+        out.append(result(fault, ok, f"exit {done.returncode}: {last[:300]}"
+                          + ("" if survived else "; the last good checkpoint is gone")
+                          + ("" if resumed.returncode == 0 else
+                             f"; the rerun failed: {resumed.stderr[-200:]}")
+                          + ("" if "Traceback" not in done.stderr else "; a traceback"),
+                          checkpoints_before=[os.path.basename(p) for p in good]))
+    return out
+
+
 FAULTS = ("sigkill_hrl_rec_train", "sigkill_data_generate", "shards", "two_runs", "flagfiles",
-          "fuzz_mind", "fuzz_csv")
+          "unwritable", "fuzz_mind", "fuzz_csv")
 
 
 def define_flags() -> None:
@@ -494,6 +579,7 @@ def main(argv):
         "shards": lambda: fault_shards(os.path.join(work, "shards"), FLAGS.seed),
         "two_runs": lambda: fault_two_runs(os.path.join(work, "two")),
         "flagfiles": lambda: fault_flagfiles(os.path.join(work, "flags")),
+        "unwritable": lambda: fault_unwritable(os.path.join(work, "unwritable")),
         "fuzz_mind": lambda: fault_fuzz("mind", FLAGS.fuzz_cases, FLAGS.seed),
         "fuzz_csv": lambda: fault_fuzz("csv", FLAGS.fuzz_cases, FLAGS.seed),
     }

@@ -199,15 +199,37 @@ def run_or_exit(label: str, *args, **kwargs) -> None:
     """runner.run(*args, **kwargs) for a CLI: a diverged run, a mismatched checkpoint or a
     --model_dir another run holds exits with its message after `label` (no traceback), Ctrl-C with status 130 (the runner has said
     where it stopped)."""
+    import tensorflow as tf
+
     from data.files import FolderLocked
     from hrl_rec import runner
     from hrl_rec.divergence import TrainingDiverged
+    model_dir = args[1].model_dir if len(args) > 1 else kwargs["settings"].model_dir
     try:
         runner.run(*args, **kwargs)
     except (TrainingDiverged, runner.CheckpointMismatch, FolderLocked) as e:
         raise SystemExit(f"{label}: {e}") from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    except (OSError, tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError,
+            tf.errors.FailedPreconditionError, tf.errors.UnknownError) as e:
+        text = e.message if isinstance(e, tf.errors.OpError) else str(e)
+        if isinstance(e, tf.errors.OpError) and model_dir not in text:
+            raise                     # not a write into the run folder: a real bug
+        raise SystemExit(write_failure(label, model_dir, text)) from None
+
+
+def write_failure(label: str, model_dir: str, error: str) -> str:
+    """The message for a run that could not write into its folder (a full disk, a read-only
+    or foreign folder): what failed, and that the last checkpoint is intact."""
+    import tensorflow as tf
+    reason = error.strip().splitlines()[-1] if error.strip() else "write failed"
+    reason = reason.split("}}")[-1].strip()       # drop TensorFlow's op prefix
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "ckpt"))
+    kept = (f"the last checkpoint, {latest}, is intact: make room or make the folder "
+            "writable and rerun the same command to resume from it" if latest else
+            "no checkpoint was written")
+    return f"{label}: cannot write into --model_dir={model_dir}: {reason}; {kept}"
 
 
 RUN_FLAGS = ["data_dir", "data_flagfile", "model_dir", "experiment", "epochs", "max_steps",
