@@ -204,7 +204,7 @@ def run_or_exit(label: str, *args, **kwargs) -> None:
     from data.files import FolderLocked
     from hrl_rec import runner
     from hrl_rec.divergence import TrainingDiverged
-    model_dir = args[1].model_dir if len(args) > 1 else kwargs["settings"].model_dir
+    model_dir = getattr(args[1] if len(args) > 1 else kwargs.get("settings"), "model_dir", "")
     try:
         runner.run(*args, **kwargs)
     except (TrainingDiverged, runner.CheckpointMismatch, FolderLocked) as e:
@@ -214,7 +214,7 @@ def run_or_exit(label: str, *args, **kwargs) -> None:
     except (OSError, tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError,
             tf.errors.FailedPreconditionError, tf.errors.UnknownError) as e:
         text = e.message if isinstance(e, tf.errors.OpError) else str(e)
-        if isinstance(e, tf.errors.OpError) and model_dir not in text:
+        if not model_dir or (isinstance(e, tf.errors.OpError) and model_dir not in text):
             raise                     # not a write into the run folder: a real bug
         raise SystemExit(write_failure(label, model_dir, text)) from None
 
