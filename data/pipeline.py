@@ -142,21 +142,37 @@ class CandidateSampler:
         return element
 
 
+def ordered(shuffle: bool) -> bool:
+    """Whether the parallel reads and maps keep their input order: always for unshuffled
+    data, and for shuffled data when TensorFlow's op determinism is on (hrl_rec.train and
+    baselines.train --deterministic). Out-of-order elements change which lists share a batch
+    and the order of sums within one, so two --deterministic runs, or a run and its resumed
+    copy, differed by up to 2e-4 in their weights (found by benchmarks.faults)."""
+    if not shuffle:
+        return True
+    try:
+        from tensorflow.python.framework import config as tf_config
+        return bool(tf_config.is_op_determinism_enabled())
+    except (ImportError, AttributeError):    # a TensorFlow without the query: keep speed
+        return False
+
+
 def _lists(data_dir, split, spec, max_seq_len, shuffle, seed, min_time, max_time,
            candidates_per_channel, shuffle_buffer, repeat):
     files = tfrecord_io.split_files(data_dir, split)
+    keep_order = ordered(shuffle)
     ds = tf.data.Dataset.from_tensor_slices(files)
     if shuffle:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
     ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 4),
-                       num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
-    ds = ds.map(_parse_user(spec), num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
+                       num_parallel_calls=AUTOTUNE, deterministic=keep_order)
+    ds = ds.map(_parse_user(spec), num_parallel_calls=AUTOTUNE, deterministic=keep_order)
     ds = ds.flat_map(_cut_lists(spec, max_seq_len, min_time, max_time))
     if candidates_per_channel > 0:
         sampler = CandidateSampler(data_dir, spec, candidates_per_channel, seed)
-        ds = ds.map(sampler, num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
+        ds = ds.map(sampler, num_parallel_calls=AUTOTUNE, deterministic=keep_order)
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     return ds
@@ -255,5 +271,5 @@ def impression_dataset(data_dir: str, split: str, *, max_seq_len: int = 50,
     # Lists are shuffled; impressions of one list stay together and a batch holds about
     # batch_size / S lists, so no per-impression shuffle is needed (it would cost 3x).
     ds = ds.batch(64).map(_to_impressions(max_seq_len, spec.list_size),
-                          num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
+                          num_parallel_calls=AUTOTUNE, deterministic=ordered(shuffle))
     return ds.rebatch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)

@@ -128,3 +128,13 @@ def test_errors(tmp_path, data_dir):
 
 def test_validate_split(data_dir):
     assert pipeline.validate_split(str(data_dir), "train") == 24
+
+
+def test_shuffled_reads_keep_their_order_only_under_op_determinism(monkeypatch):
+    from tensorflow.python.framework import config as tf_config
+    from data import pipeline
+    assert pipeline.ordered(shuffle=False)
+    monkeypatch.setattr(tf_config, "is_op_determinism_enabled", lambda: False)
+    assert not pipeline.ordered(shuffle=True)
+    monkeypatch.setattr(tf_config, "is_op_determinism_enabled", lambda: True)
+    assert pipeline.ordered(shuffle=True)
