@@ -17,10 +17,15 @@ def sim(sim_data):
     return online.load_world(str(sim_data))
 
 
-def test_collected_logs_are_the_test_days_the_logging_policy_served(sim):
+@pytest.fixture(scope="module")
+def base_collector(sim):
     cfg, world, metadata = sim
-    collector = ope_sim.collect(cfg, world, metadata["shards"],
-                                {"base": (online.logging_arm(0.0), 0)})
+    return ope_sim.collect(cfg, world, metadata["shards"], {"base": (online.logging_arm(0.0), 0)})
+
+
+def test_collected_logs_are_the_test_days_the_logging_policy_served(sim, base_collector):
+    cfg, world, metadata = sim
+    collector = base_collector
     served = online.run_arm(cfg, world, metadata["shards"], online.logging_arm(cfg.epsilon))
     reward = np.concatenate(collector.reward)
     assert reward.sum() == served["clicks"] and reward.size == served["impressions"]
@@ -60,11 +65,10 @@ def test_click_probabilities_are_the_logged_true_ctr_and_change_nothing(sim):
     assert sum(int(log.clicked.sum()) for _, log, _ in days) == served["clicks"]
 
 
-def test_ips_and_rips_cover_the_base_arms_truth_on_the_logged_requests(sim):
+def test_ips_and_rips_cover_the_base_arms_truth_on_the_logged_requests(sim, base_collector):
     cfg, world, metadata = sim
     from hrl_rec import ope
-    collector = ope_sim.collect(cfg, world, metadata["shards"],
-                                {"base": (online.logging_arm(0.0), 0)})
+    collector = base_collector
     log, truth = collector.log("base"), collector.truth("base")
     assert 0 < truth < cfg.list_size
     for estimator in ("ips", "rips"):
@@ -96,45 +100,41 @@ def test_lr_click_probability_is_the_logging_policys_logit_at_the_slot(sim):
     assert len(checked) > 50
 
 
-def test_cli_writes_the_table_and_reuses_cached_truths(sim_data, tmp_path):
-    cmd = [sys.executable, "-m", "experiments.ope", "--parts=simulator",
-           f"--data_dir={sim_data}", "--data_flagfile=", "--bootstrap=50",
-           "--sim_estimators=ips,rips,dr", f"--output_dir={tmp_path}"]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = json.loads((tmp_path / "simulator.json").read_text())["rows"]
-    assert {(r["arm"], r["estimator"]) for r in rows} == {
-        (a, e) for a in ("base (LR + channel quotas, no exploration)",
-                         "LR without channel quotas (CTR only)") for e in ("ips", "rips", "dr")}
-    for r in rows:
-        assert r["low"] <= r["estimate"] <= r["high"] and 0 < r["truth"] < 1
-    assert "| base (LR + channel quotas, no exploration) |" in (tmp_path / "simulator.md"
-                                                               ).read_text()
-    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "(truth from" in again.stderr + again.stdout
-    assert json.loads((tmp_path / "simulator.json").read_text())["rows"] == rows
-    # --truth_from: an ab_test folder's per-arm CSV gives the truths it holds, for the dataset
-    # its table3.md names; the others are served
+def test_cli_takes_truths_from_an_ab_test_folder_serves_the_rest_and_resumes(sim_data,
+                                                                               tmp_path):
+    # an ab_test folder holding the base arm's online value (a made-up 0.5) for this dataset
     fingerprint = json.loads((sim_data / "metadata.json").read_text())["fingerprint"]
     ab = tmp_path / "ab"
     ab.mkdir()
     (ab / "table3.md").write_text(f"Data: (fingerprint `{fingerprint}`)\n")
     (ab / "table3_arms.csv").write_text("arm,seed,ctr,clicks,impressions,requests\n"
                                         "base,,0.5,5,10,1\n")
-    out = tmp_path / "with_ab"
-    done = subprocess.run(cmd[:-1] + [f"--output_dir={out}", f"--truth_from={ab}"], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "experiments.ope", "--parts=simulator",
+           f"--data_dir={sim_data}", "--data_flagfile=", "--bootstrap=50",
+           "--sim_estimators=ips,rips,dr", f"--output_dir={out}", f"--truth_from={ab}"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    truths = {r["arm"]: r["online_truth"] for r in json.loads(
-        (out / "simulator.json").read_text())["rows"]}
-    assert truths["base (LR + channel quotas, no exploration)"] == 0.5
-    assert truths["LR without channel quotas (CTR only)"] == next(
-        r["online_truth"] for r in rows if r["arm"].startswith("LR without"))
+    rows = json.loads((out / "simulator.json").read_text())["rows"]
+    assert {(r["arm"], r["estimator"]) for r in rows} == {
+        (a, e) for a in ("base (LR + channel quotas, no exploration)",
+                         "LR without channel quotas (CTR only)") for e in ("ips", "rips", "dr")}
+    for r in rows:
+        assert r["low"] <= r["estimate"] <= r["high"] and 0 < r["truth"] < 1
+    online_truth = {r["arm"]: r["online_truth"] for r in rows}
+    assert online_truth["base (LR + channel quotas, no exploration)"] == 0.5   # from the CSV
+    assert 0 < online_truth["LR without channel quotas (CTR only)"] < 0.5      # served here
+    assert "| base (LR + channel quotas, no exploration) |" in (out / "simulator.md").read_text()
+    # a rerun serves nothing: both truths come from the CSV and the cache
+    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "(truth from" in again.stderr + again.stdout
+    assert json.loads((out / "simulator.json").read_text())["rows"] == rows
+    cached = json.loads((out / "simulator_truth.json").read_text())["arms"]
+    assert cached["base"]["source"] == str(ab / "table3_arms.csv") and "lr_no_quotas" in cached
     (ab / "table3.md").write_text("Data: (fingerprint `0000`)\n")
-    bad = subprocess.run(cmd[:-1] + [f"--output_dir={out}", f"--truth_from={ab}"], cwd=REPO,
-                         capture_output=True, text=True, timeout=600)
+    bad = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0 and "does not name the fingerprint" in bad.stderr
-    bad = subprocess.run(cmd + [f"--arm=X={tmp_path}/nope_{{0,1}}"], cwd=REPO,
+    bad = subprocess.run(cmd[:-1] + [f"--arm=X={tmp_path}/nope_{{0,1}}"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "nope_0/model.keras not found" in bad.stderr

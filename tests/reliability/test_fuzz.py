@@ -7,10 +7,10 @@ from benchmarks import faults
 
 @pytest.mark.parametrize("fmt", ["mind", "csv"])
 def test_mutated_inputs_never_raise_a_traceback(fmt):
-    result = faults.fuzz(fmt, 60, seed=7)
+    result = faults.fuzz(fmt, 40, seed=7)
     assert result["failed"] == []
     # the mutations reach both outcomes: the fuzzing is not vacuous
-    assert result["counts"].get("error", 0) >= 15 and result["counts"].get("converted", 0) >= 5
+    assert result["counts"].get("error", 0) >= 10 and result["counts"].get("converted", 0) >= 4
 
 
 def test_each_mutation_kind_is_exercised_and_reproducible():

