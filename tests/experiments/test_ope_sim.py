@@ -100,6 +100,7 @@ def test_lr_click_probability_is_the_logging_policys_logit_at_the_slot(sim):
     assert len(checked) > 50
 
 
+@pytest.mark.slow
 def test_cli_takes_truths_from_an_ab_test_folder_serves_the_rest_and_resumes(sim_data,
                                                                                tmp_path):
     # an ab_test folder holding the base arm's online value (a made-up 0.5) for this dataset

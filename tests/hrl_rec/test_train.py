@@ -28,6 +28,7 @@ def _run(args, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_train_cli_end_to_end(sim_data, tmp_path):
     model_dir = tmp_path / "run"
     done = _run([f"--data_dir={sim_data}", f"--model_dir={model_dir}", "--epochs=2",
