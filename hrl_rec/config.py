@@ -121,15 +121,16 @@ class HRLConfig:
     reward_form: str = help_field("power", "Eq. 7: power = sum_i (r_i + b_i)^lambda_i (the "
                                   "literal form); linear = sum_i lambda_i (r_i + b_i).")
     reward_click: tuple[float, ...] = help_field(
-        (1.0, 1.0, 1.0, 1.0), "lambda for the click reward per channel (news, article, "
-        "long_video, short_video). The paper sets them 'empirically'; ours is 1.")
+        (1.0,), "lambda for the click reward: one value for every channel, or one per channel "
+        "in the dataset's channel order (sim_small: news, article, long_video, short_video). "
+        "The paper sets them 'empirically'; ours is 1.")
     reward_time: tuple[float, ...] = help_field(
-        (0.5, 0.5, 0.5, 0.5), "lambda for the dwell-time reward per channel (0.5: a square root, "
-        "so long videos' minutes do not drown the clicks).")
+        (0.5,), "lambda for the dwell-time reward, one value or one per channel (0.5: a square "
+        "root, so long videos' minutes do not drown the clicks).")
     reward_diversity: tuple[float, ...] = help_field(
-        (1.0, 1.0, 1.0, 1.0), "lambda for the diversity reward per channel.")
+        (1.0,), "lambda for the diversity reward, one value or one per channel.")
     reward_novelty: tuple[float, ...] = help_field(
-        (1.0, 1.0, 1.0, 1.0), "lambda for the novelty reward per channel.")
+        (1.0,), "lambda for the novelty reward, one value or one per channel.")
     reward_bias: tuple[float, ...] = help_field(
         (0.0, 0.0, 0.0, 0.0), "b_i of Eq. 7 for click, time, diversity, novelty.")
     dwell_unit_s: float = help_field(60.0, "Dwell seconds per unit of r_time (minutes).")
@@ -137,6 +138,9 @@ class HRLConfig:
     batch_size: int = help_field(256, "Lists per batch (Sec. 4.3: 256); each list gives S "
                                  "transitions per agent.")
     learning_rate: float = help_field(2e-4, "Adam learning rate (authors' code: 2e-4).")
+    learning_rate_decay: float = help_field(
+        1.0, "Multiplies both Adam learning rates once per epoch: epoch e (from 0) trains at "
+        "learning_rate * learning_rate_decay**e. 1 keeps the rate constant (the paper).")
     clip_norm: float = help_field(5.0, "Gradient clipping by global norm (authors' code: 5).")
     candidates_per_channel: int = help_field(
         20, "Offline candidates sampled per channel per list, besides the list's own items "
@@ -177,6 +181,8 @@ def validate(cfg: HRLConfig, n_channels: int) -> None:
         (len(cfg.reward_bias) == 4, "reward_bias", "4 values (click, time, diversity, novelty)"),
         (cfg.batch_size >= 1, "batch_size", ">= 1"),
         (cfg.candidates_per_channel >= 1, "candidates_per_channel", ">= 1"),
+        (cfg.learning_rate > 0.0, "learning_rate", "> 0"),
+        (0.0 < cfg.learning_rate_decay <= 1.0, "learning_rate_decay", "in (0, 1]"),
         (cfg.dwell_unit_s > 0, "dwell_unit_s", "> 0"),
     ]
     for name in ("lra_loss_weight", "hra_loss_weight", "click_loss_weight",
@@ -184,14 +190,22 @@ def validate(cfg: HRLConfig, n_channels: int) -> None:
                  "served_rank_weight", "uniformity_weight"):
         checks.append((getattr(cfg, name) >= 0.0, name, ">= 0"))
     for name in ("reward_click", "reward_time", "reward_diversity", "reward_novelty"):
-        checks.append((len(getattr(cfg, name)) == n_channels, name,
-                       f"{n_channels} values, one per channel"))
+        checks.append((len(getattr(cfg, name)) in (1, n_channels), name,
+                       f"1 value (for every channel) or {n_channels} values, one per channel"))
     for ok, name, expected in checks:
         if not ok:
             raise ValueError(f"--{name}={getattr(cfg, name)}: expected {expected}")
 
 
-def reward_weights(cfg: HRLConfig) -> list[list[float]]:
-    """-> [channel][reward] lambda matrix (click, time, diversity, novelty)."""
-    cols = (cfg.reward_click, cfg.reward_time, cfg.reward_diversity, cfg.reward_novelty)
+def reward_weights(cfg: HRLConfig, n_channels: int) -> list[list[float]]:
+    """-> [channel][reward] lambda matrix (click, time, diversity, novelty); a flag given one
+    value applies it to every channel."""
+    cols = [tuple(v) * n_channels if len(v) == 1 else tuple(v)
+            for v in (cfg.reward_click, cfg.reward_time, cfg.reward_diversity,
+                      cfg.reward_novelty)]
+    for name, col in zip(("reward_click", "reward_time", "reward_diversity", "reward_novelty"),
+                         cols):
+        if len(col) != n_channels:
+            raise ValueError(f"--{name}={getattr(cfg, name)}: expected 1 value (for every "
+                             f"channel) or {n_channels} values, one per channel")
     return [list(row) for row in zip(*cols)]

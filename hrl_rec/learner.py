@@ -98,11 +98,24 @@ class Learner:
         self.actor_optimizer.build(model.non_critic_variables)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.seed = int(seed)
-        self.weights = reward_weights(cfg)
+        self.weights = reward_weights(cfg, len(model.spec["channel_names"]))
         self.strategy = tf.distribute.get_strategy()
         self.train_step = tf.function(self._train_step, reduce_retracing=True)
         self.step_on = tf.function(self._step_on)   # next(iterator) in graph: parameter servers
         self.predict = tf.function(self._predict, reduce_retracing=True)
+
+    def learning_rate_for_epoch(self, epoch: int) -> float:
+        """--learning_rate * --learning_rate_decay**epoch (epoch from 0): the rate both Adam
+        optimizers train at in that epoch. The runner sets it at every epoch start, resumes
+        included, so a checkpoint needs no schedule state."""
+        return float(self.cfg.learning_rate * self.cfg.learning_rate_decay ** int(epoch))
+
+    def set_epoch(self, epoch: int) -> float:
+        """Sets both optimizers' learning rate for `epoch` -> the rate."""
+        rate = self.learning_rate_for_epoch(epoch)
+        for optimizer in (self.critic_optimizer, self.actor_optimizer):
+            optimizer.learning_rate = rate
+        return rate
 
     def checkpointed(self) -> dict:
         """What a checkpoint holds of the learner (the runner adds its epoch counters)."""

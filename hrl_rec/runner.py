@@ -291,6 +291,7 @@ class Runner:
         self._clock = time.monotonic()
         while int(self.epoch) < run.epochs and not stop:
             epoch = int(self.epoch)
+            self.learner.set_epoch(epoch)   # --learning_rate_decay
             done_in_epoch = self.step - int(self.epoch_start_step)
             total = per_epoch if run.max_steps <= 0 else min(per_epoch, run.max_steps)
             progress = Progress(total, f"epoch {epoch + 1}/{run.epochs}", unit="steps")

@@ -428,3 +428,31 @@ def test_uniformity_loss_in_the_step_spans_both_agents_actions_and_the_logged_it
     want = unif(fwd.a_low.numpy()) + unif(fwd.a_high.numpy()) + unif(fwd.logged.numpy())
     assert float(metrics["loss/uniformity"]) == pytest.approx(want, rel=1e-4)
     assert float(_step_at_fixed_weights()[2]["loss/uniformity"]) == 0.0
+
+
+def test_learning_rate_decay_sets_both_optimizers_once_per_epoch():
+    model = tiny_model()
+    learner = Learner(model, target_copy(model),
+                      tiny_config(learning_rate=1e-2, learning_rate_decay=0.5))
+    assert learner.learning_rate_for_epoch(0) == pytest.approx(1e-2)
+    assert learner.set_epoch(2) == pytest.approx(2.5e-3)           # 1e-2 * 0.5^2
+    for optimizer in (learner.critic_optimizer, learner.actor_optimizer):
+        assert float(optimizer.learning_rate) == pytest.approx(2.5e-3)
+    constant = Learner(model, target_copy(model), tiny_config(learning_rate=1e-2))
+    assert constant.set_epoch(5) == pytest.approx(1e-2)            # the default keeps it
+    with pytest.raises(ValueError, match=r"--learning_rate_decay=1.5: expected in \(0, 1\]"):
+        validate(HRLConfig(learning_rate_decay=1.5), 4)
+
+
+def test_one_reward_weight_applies_to_every_channel_and_per_channel_values_stay_possible():
+    from hrl_rec.config import reward_weights
+    cfg = HRLConfig(reward_click=(2.0,), reward_time=(0.5,), reward_diversity=(1.0,),
+                    reward_novelty=(1.0, 0.0, 1.0))
+    validate(cfg, 3)
+    assert reward_weights(cfg, 3) == [[2.0, 0.5, 1.0, 1.0], [2.0, 0.5, 1.0, 0.0],
+                                      [2.0, 0.5, 1.0, 1.0]]
+    validate(HRLConfig(), 16)                      # the defaults fit MIND's 16 channels
+    assert len(reward_weights(HRLConfig(), 16)) == 16
+    with pytest.raises(ValueError, match=r"--reward_novelty=\(1.0, 0.0, 1.0\): expected 1 "
+                                         r"value \(for every channel\) or 4 values"):
+        validate(cfg, 4)

@@ -105,8 +105,8 @@ def test_flag_errors_name_the_flag(sim_data, tmp_path):
     assert not (tmp_path / "x").exists()
     # The same checks in this process, on the flags the CLI defines from HRLConfig.
     for flag, message in (("--target_q=triple", "--target_q=triple: expected one of"),
-                          ("--reward_click=1,1", r"--reward_click=\(1.0, 1.0\): expected 4 "
-                                                 "values"),
+                          ("--reward_click=1,1", r"--reward_click=\(1.0, 1.0\): expected 1 value "
+                                                 r"\(for every channel\) or 4 values"),
                           ("--reward_time=a,b", "--reward_time=a,b: expected comma-separated")):
         values = flags.FlagValues()
         config_flags.define_flags(HRLConfig, values)
@@ -207,3 +207,18 @@ def test_evaluate_reports_both_scores_and_ranks_by_the_chosen_one():
     assert click["item_cosine_within_channel"] == pytest.approx(2 ** -0.5 / 2, rel=1e-6)
     with pytest.raises(ValueError, match="eval score 'dot': expected one of"):
         evaluate(_FixedScores(), [batch], "dot")
+
+
+@pytest.mark.slow   # 17 s of graph tracing; the learner's rate rule is tested in test_learner
+def test_runner_sets_the_epochs_decayed_rate_before_its_first_step(sim_data, tmp_path):
+    # The runner sets the rate from its epoch counter (what a resumed run restores): a run
+    # standing at its second epoch trains at learning_rate * decay.
+    cfg = HRLConfig(**TINY, batch_size=16, candidates_per_channel=2, learning_rate=1e-3,
+                    learning_rate_decay=0.5)
+    runner = Runner(cfg, _settings(sim_data, tmp_path, max_steps=1))
+    runner.run_settings.epochs = 2
+    runner.epoch.assign(1)
+    runner.train()
+    assert int(runner.learner.step) == 1
+    for optimizer in (runner.learner.critic_optimizer, runner.learner.actor_optimizer):
+        assert float(optimizer.learning_rate) == pytest.approx(5e-4)
