@@ -7,7 +7,11 @@ weights) to a temporary folder, loads it with tf.saved_model.load and times its
 serving_default signature on requests with m history impressions and 4 x 200 candidates (the
 paper's top 200 per channel). Lines, for the export without and with XLA (`xla` in the
 settings): `serving_p50_ms` and `serving_p99_ms` (one request per call) and
-`serving_batched_requests_per_s` (--batch requests per call).
+`serving_batched_requests_per_s` (--batch requests per call) for the raw-history signature;
+for the cached-state signatures (prefix GRU models, hrl_rec.serving): `serving_state_p50_ms`,
+`serving_state_p99_ms` and `serving_state_batched_requests_per_s` (slate_from_state: the 10
+slot decisions from a cached state) and `serving_update_state_p50_ms` /
+`serving_update_state_p99_ms` (one newly logged behaviour per call).
 """
 import os
 import tempfile
@@ -97,6 +101,51 @@ def time_export(model, xla: bool) -> None:
             serve(**many)["item_id"].numpy()
         rate = FLAGS.batch * FLAGS.batches / (time.perf_counter() - start)
         emit("serving_batched_requests_per_s", rate, "requests/s", batch=FLAGS.batch, **settings)
+        if "slate_from_state" in served.signatures:
+            time_cached_state(served, model, one, many, settings)
+
+
+def _timed(fn, kwargs, calls: int) -> list[float]:
+    """Milliseconds of each of `calls` calls (after 10 warm-up calls), outputs fetched."""
+    for _ in range(10):
+        fn(**kwargs)
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        [v.numpy() for v in fn(**kwargs).values()]
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def time_cached_state(served, model, one: dict, many: dict, settings: dict) -> None:
+    """The cached-state path: states built from the requests' histories (update_state), then
+    slate_from_state timed like serving_default, and update_state for one new behaviour."""
+    sig = served.signatures
+    for name, request in (("one", one), ("many", many)):
+        profile = {"user_id": request["user_id"], "user_fields": request["user_fields"]}
+        state = sig["initial_state"](**profile)
+        events = {f"event_{k[5:]}": v for k, v in request.items() if k.startswith("hist_")}
+        b, m = request["hist_item_id"].shape
+        events["event_id"] = tf.tile(tf.range(m, dtype=tf.int64)[None], [b, 1])
+        state = sig["update_state"](**profile, **state, **events)
+        cand = {k: v for k, v in request.items() if k.startswith("cand_")}
+        slate_args = {**profile, **state, **cand}
+        if name == "one":
+            times = _timed(sig["slate_from_state"], slate_args, FLAGS.requests)
+            emit("serving_state_p50_ms", np.percentile(times, 50), "ms", batch=1, **settings)
+            emit("serving_state_p99_ms", np.percentile(times, 99), "ms", batch=1, **settings)
+            step = {k: v[:, -1:] for k, v in events.items()}
+            step["event_id"] = step["event_id"] + m             # a behaviour not seen yet
+            times = _timed(sig["update_state"], {**profile, **state, **step}, FLAGS.requests)
+            emit("serving_update_state_p50_ms", np.percentile(times, 50), "ms", batch=1,
+                 behaviours=1, **settings)
+            emit("serving_update_state_p99_ms", np.percentile(times, 99), "ms", batch=1,
+                 behaviours=1, **settings)
+        else:
+            times = _timed(sig["slate_from_state"], slate_args, FLAGS.batches)
+            rate = FLAGS.batch / (np.mean(times) / 1000)
+            emit("serving_state_batched_requests_per_s", rate, "requests/s", batch=FLAGS.batch,
+                 **settings)
 
 
 if __name__ == "__main__":

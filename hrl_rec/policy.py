@@ -82,39 +82,149 @@ class SlatePolicy:
         return agent.encoder(f[:, lo:t + m], mask[:, lo:t + m], h0)[:, -1]
 
     def slate(self, request):
-        model, s, m = self.model, self.list_size, self.model.max_seq_len
-        b = tf.shape(request["cand_item_id"])[0]
-        n = tf.shape(request["cand_item_id"])[1]
+        """The raw-history path: encodes the request's m history behaviours, then the slots."""
+        m = self.model.max_seq_len
         d, window, available = self._start(request)
-        outputs = {k: [] for k in ("item_id", "channel", "index", "score", "ctr", "propensity",
-                                   "explored", "lra_channel")}
-        seed = tf.stack([self.seed, tf.constant(0, tf.int64)])
-        agents = (("lra", model.lra), ("hra", model.hra))
+        agents = (("lra", self.model.lra), ("hra", self.model.hra))
         # A prefix GRU advances one step per slot; other encoders re-read their window.
-        stepped = {name: agent.encoder.gru and agent.encoder.window == "prefix"
-                   for name, agent in agents}
         hist_f, running = {}, {}
         for name, agent in agents:
             f, h0 = agent.behaviours(window)  # history positions do not change below
             hist_f[name] = (f[:, :m], h0)
-            if stepped[name]:
+            if agent.encoder.gru and agent.encoder.window == "prefix":
                 running[name] = agent.encoder(f[:, :m], window["mask"][:, :m], h0)[:, -1]
+        return self._slots(request, d, window, available, m, running, hist_f)
+
+    # --- the cached-state path (issue 24) ---------------------------------------------------
+    def initial_state(self, user_id, user_fields) -> dict:
+        """A user's state before any behaviour (STATE_KEYS): each agent's GRU state h_0 (the
+        profile, Eq. 2), an empty tail of `span` positions and last_event_id -1."""
+        self._check_cacheable()
+        b, span = tf.shape(user_id)[0], self.span
+        state = {"last_event_id": -tf.ones([b], tf.int64)}
+        for name, agent in self._agents():
+            profile = agent.fields.profile(user_id, user_fields)
+            state[f"{name}_h"] = agent.initial_state(tf.reshape(profile, [b, -1]))
+        for k, width in self._part_widths().items():
+            state[f"tail_{k}"] = tf.zeros(tf.concat([[b, span], width], 0), tf.int64)
+        return state
+
+    def update_state(self, state: dict, user_id, user_fields, events: dict) -> dict:
+        """Advances cached states by newly logged behaviours -> the new state.
+
+        events: event_{k} [B, n, ...] for k in WINDOW_PARTS (as hist_{k}) and event_id [B, n],
+        an id that grows with time per user (e.g. the impression's timestamp). Behaviours with
+        event_mask 0 or an event_id <= the state's last_event_id are ignored, so replaying an
+        already-seen behaviour leaves the state as it is (idempotent). Each agent encodes the
+        new behaviours' fields (their cumulative fields read the cached tail) and steps its GRU
+        over them in event_id order; the tail keeps the last `span` behaviours.
+        """
+        self._check_cacheable()
+        mask = tf.cast(events["event_mask"], tf.bool)
+        event_id = tf.cast(events["event_id"], tf.int64)
+        fresh = mask & (event_id > state["last_event_id"][:, None])
+        lowest = tf.constant(tf.int64.min, tf.int64)
+        # the fresh behaviours in event_id order, at the end of the block
+        order = tf.argsort(tf.where(fresh, event_id, lowest), axis=1, stable=True)
+        kept = tf.gather(fresh, order, batch_dims=1)
+        new = {}
+        for k in WINDOW_PARTS:                    # ignored behaviours become zero padding
+            v = tf.gather(tf.cast(events[f"event_{k}"], tf.int64), order, batch_dims=1)
+            keep = tf.reshape(kept, tf.concat([tf.shape(kept), tf.ones_like(
+                tf.shape(v)[2:])], 0))
+            new[k] = tf.where(keep, v, tf.zeros_like(v))
+        new["mask"] = tf.cast(kept, tf.int64)
+        window = {k: tf.concat([state[f"tail_{k}"], new[k]], axis=1) for k in WINDOW_PARTS}
+        width = tf.shape(window["mask"])[1]
+        # compact: padding first, then the tail's behaviours, then the new ones (as a raw
+        # history is), so each behaviour's cumulative fields read the same `span` positions
+        position = tf.range(width, dtype=tf.int64)[None]
+        compact = tf.argsort(tf.where(window["mask"] > 0, position, -1), axis=1, stable=True)
+        window = {k: tf.gather(v, compact, batch_dims=1) for k, v in window.items()}
+        window["user_id"], window["user_fields"] = user_id, user_fields
+        n_fresh = tf.reduce_sum(tf.cast(fresh, tf.int32), axis=1)
+        n = tf.shape(new["mask"])[1]
+        steps = tf.range(n)[None] >= (n - n_fresh)[:, None]           # [B, n]: fresh ones
+        out = {"last_event_id": tf.maximum(state["last_event_id"], tf.reduce_max(
+            tf.where(fresh, event_id, lowest), axis=1))}
+        for name, agent in self._agents():
+            fields, _ = agent.fields(window)
+            f = agent.attention(fields[:, -n:])
+            seq = agent.encoder.cell(f, mask=steps, initial_state=state[f"{name}_h"])
+            out[f"{name}_h"] = tf.where((n_fresh > 0)[:, None], seq[:, -1], state[f"{name}_h"])
+        for k in WINDOW_PARTS:
+            out[f"tail_{k}"] = window[k][:, -self.span:]
+        return out
+
+    def slate_from_state(self, state: dict, request: dict):
+        """A slate from cached states: `request` holds user_id, user_fields and the cand_*
+        keys (no history). Equals `slate` on a request whose m history behaviours built the
+        state from `initial_state` (tested)."""
+        self._check_cacheable()
+        d = self.model.items({k: request[f"cand_{k}"] for k in CANDIDATE_PARTS})
+        window = {k: tf.concat([state[f"tail_{k}"], tf.zeros_like(tf.repeat(
+            state[f"tail_{k}"][:, :1], self.list_size, axis=1))], axis=1) for k in WINDOW_PARTS}
+        window["user_id"], window["user_fields"] = request["user_id"], request["user_fields"]
+        running = {name: state[f"{name}_h"] for name, _ in self._agents()}
+        return self._slots(request, d, window, tf.cast(request["cand_mask"], tf.bool),
+                           self.span, running, {})
+
+    @property
+    def span(self) -> int:
+        """Earlier positions a behaviour's cumulative fields read (= the tail a state keeps)."""
+        return self.model.lra.fields.span
+
+    def _agents(self):
+        return (("lra", self.model.lra), ("hra", self.model.hra))
+
+    def _part_widths(self) -> dict:
+        """Trailing dims of each window part: [] or [F_i] / [T] / [F_c]."""
+        spec = self.model.spec
+        widths = {k: [] for k in WINDOW_PARTS}
+        widths.update(item_fields=[len(spec["item_field_names"])], tags=[spec["max_tags"]],
+                      context=[len(spec["context_field_names"])])
+        return {k: tf.constant(v, tf.int32) for k, v in widths.items()}
+
+    def _check_cacheable(self) -> None:
+        for name, agent in self._agents():
+            if not (agent.encoder.gru and agent.encoder.window == "prefix"):
+                raise ValueError(
+                    f"a cached user state needs the prefix GRU (--state_window=prefix, "
+                    f"--state_encoder_gru=true); this model's {name.upper()} has "
+                    f"state_window={agent.encoder.window}, gru={agent.encoder.gru}: the "
+                    "sliding window re-reads the last m behaviours for every state, so serve "
+                    "it by the raw-history signature")
+
+    def _slots(self, request, d, window, available, hist_len: int, running: dict,
+               hist_f: dict):
+        """The S slot decisions. window: hist_len positions then S empty ones; running: the
+        GRU state after the history of each agent that steps (prefix GRU); hist_f: the
+        history's (f, h_0) of the others (they re-read their window every slot)."""
+        model, s, m = self.model, self.list_size, hist_len
+        b = tf.shape(request["cand_item_id"])[0]
+        n = tf.shape(request["cand_item_id"])[1]
+        outputs = {k: [] for k in ("item_id", "channel", "index", "score", "ctr", "propensity",
+                                   "explored", "lra_channel")}
+        seed = tf.stack([self.seed, tf.constant(0, tf.int64)])
+        agents = self._agents()
+        running = dict(running)
         placed_f = {"lra": [], "hra": []}
         for t in range(s):
             states = {}
             for name, agent in agents:
+                stepped = name in running
                 if t > 0:  # encode the item placed at slot t - 1 (only that position is new)
                     # its cumulative fields read the `span` positions before it, no others
                     lo = max(0, m + t - 1 - agent.fields.span)
                     part = map_positions(window, lambda v: v[:, lo:m + t])
                     fields, _ = agent.fields(part)
                     f_new = agent.attention(fields[:, -1:])
-                    if stepped[name]:
+                    if stepped:
                         running[name] = agent.encoder.step(f_new[:, 0], running[name],
                                                            window["mask"][:, m + t - 1])
                     else:
                         placed_f[name].append(f_new)
-                if stepped[name]:
+                if stepped:
                     states[name] = running[name]
                     continue
                 f_hist, h0 = hist_f[name]
@@ -198,9 +308,11 @@ class SlatePolicy:
         return pick, explore, prob, count > 0
 
     def _place(self, window, request, pick, t, any_left):
-        """Writes the picked candidate into window position m + t (feedback unknown)."""
-        m, s = self.model.max_seq_len, self.list_size
-        here = tf.one_hot(m + t, m + s, on_value=True, off_value=False)[None]  # [1, W]
+        """Writes the candidate picked for slot t into the window (its history, then the S
+        slots) at position history + t (feedback unknown)."""
+        width = window["mask"].shape[1]
+        position = width - self.list_size + t
+        here = tf.one_hot(position, width, on_value=True, off_value=False)[None]  # [1, W]
         new = {k: tf.gather(request[f"cand_{k}"], pick, batch_dims=1)
                for k in CANDIDATE_PARTS}
         new["slot"] = tf.fill(tf.shape(pick), tf.constant(t, window["slot"].dtype))

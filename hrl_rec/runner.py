@@ -111,6 +111,17 @@ def evaluate(learner: Learner, ds, score: str = "click") -> dict:
 
 
 class Runner:
+    """One training job on one dataset: build, restore, train epochs with validation and early
+    stopping, checkpoint, evaluate on test, write eval.json and TensorBoard.
+
+    To train another agent with the same loop (baselines/dqn_train.py, ddpg_train.py),
+    subclass it and override `build(spec, cfg, seed) -> (model, learner)` and
+    `evaluate(ds) -> dict of figures` (with "auc"). The learner must have `train_step(batch)
+    -> metrics`, `step` (a tf.Variable), `target`, `m` and `checkpointed() -> dict`, and may
+    have `set_epoch(epoch)`, called at every epoch start, resumes included (a schedule).
+    Override `train_data`, `valid_data` or `test_data` to read other data.
+    """
+
     def __init__(self, cfg: HRLConfig, run: RunSettings, flags_record: dict | None = None,
                  strategy: tf.distribute.Strategy | None = None):
         self.cfg, self.run_settings = cfg, run
@@ -291,7 +302,8 @@ class Runner:
         self._clock = time.monotonic()
         while int(self.epoch) < run.epochs and not stop:
             epoch = int(self.epoch)
-            self.learner.set_epoch(epoch)   # --learning_rate_decay
+            if hasattr(self.learner, "set_epoch"):   # a per-epoch schedule (optional hook)
+                self.learner.set_epoch(epoch)
             done_in_epoch = self.step - int(self.epoch_start_step)
             total = per_epoch if run.max_steps <= 0 else min(per_epoch, run.max_steps)
             progress = Progress(total, f"epoch {epoch + 1}/{run.epochs}", unit="steps")

@@ -177,3 +177,75 @@ def test_epsilon_and_item_score_are_checked():
         SlatePolicy(tiny_model(), 10, item_score="ctr")
     with pytest.raises(ValueError, match="wolpertinger_k must be >= 1, got 0"):
         SlatePolicy(tiny_model(), 10, item_score="wolpertinger_q", wolpertinger_k=0)
+
+
+def _events(request, lo=0, hi=M, order=None):
+    """History positions lo..hi of a raw request as update_state's events (event_id = the
+    position), optionally permuted within the block."""
+    events = {f"event_{k}": request[f"hist_{k}"][:, lo:hi] for k in (
+        "item_id", "channel", "slot", "item_fields", "tags", "context", "feedback", "mask")}
+    b = request["user_id"].shape[0]
+    events["event_id"] = tf.tile(tf.range(lo, hi, dtype=tf.int64)[None], [b, 1])
+    if order is not None:
+        events = {k: tf.gather(v, order, axis=1) for k, v in events.items()}
+    return events
+
+
+def _state_from_history(policy, request, blocks=((0, M),)):
+    state = policy.initial_state(request["user_id"], request["user_fields"])
+    for lo, hi in blocks:
+        state = policy.update_state(state, request["user_id"], request["user_fields"],
+                                    _events(request, lo, hi))
+    return state
+
+
+def test_cached_state_slates_equal_raw_history_slates():
+    model = tiny_model(state_window="prefix")
+    policy = SlatePolicy(model, 10)
+    request = _request(seed=4)
+    raw = policy.slate(request)                               # eager: no tracing cost
+    candidates = {k: v for k, v in request.items() if not k.startswith("hist_")}
+    # the history in one update, in two, and in shuffled order (event ids give the order)
+    for blocks in (((0, M),), ((0, 1), (1, M))):
+        cached = policy.slate_from_state(_state_from_history(policy, request, blocks),
+                                         candidates)
+        np.testing.assert_array_equal(cached["index"].numpy(), raw["index"].numpy())
+        np.testing.assert_allclose(cached["score"].numpy(), raw["score"].numpy(), atol=1e-5)
+        np.testing.assert_allclose(cached["ctr"].numpy(), raw["ctr"].numpy(), atol=1e-5)
+    state = policy.initial_state(request["user_id"], request["user_fields"])
+    shuffled = policy.update_state(state, request["user_id"], request["user_fields"],
+                                   _events(request, order=[2, 0, 3, 1]))
+    in_order = _state_from_history(policy, request)
+    for k in in_order:
+        np.testing.assert_allclose(shuffled[k].numpy(), in_order[k].numpy(), atol=1e-6)
+
+
+def test_a_state_update_is_idempotent_for_already_seen_behaviours():
+    model = tiny_model(state_window="prefix")
+    policy = SlatePolicy(model, 10)
+    request = _request(seed=5)
+    state = _state_from_history(policy, request)
+    assert state["last_event_id"].numpy().tolist() == [M - 1] * 3
+    again = policy.update_state(state, request["user_id"], request["user_fields"],
+                                _events(request))           # the same behaviours replayed
+    for k in state:
+        np.testing.assert_array_equal(again[k].numpy(), state[k].numpy())
+    # a block holding seen and new behaviours applies the new ones only
+    partial = _state_from_history(policy, request, ((0, 2),))
+    overlap = policy.update_state(partial, request["user_id"], request["user_fields"],
+                                  _events(request, 1, M))   # position 1 was seen
+    for k in state:
+        np.testing.assert_allclose(overlap[k].numpy(), state[k].numpy(), atol=1e-6)
+    # the tail keeps the last `span` positions, padding first: row 0's padded position too
+    assert policy.span == 10
+    np.testing.assert_array_equal(state["tail_mask"].numpy()[:, -M:],
+                                  np.sort(request["hist_mask"].numpy(), axis=1))
+    assert not state["tail_mask"].numpy()[:, :-M].any()
+
+
+def test_a_sliding_window_model_refuses_a_cached_state():
+    policy = SlatePolicy(tiny_model(state_window="sliding"), 10)
+    request = _request()
+    with pytest.raises(ValueError, match=r"cached user state needs the prefix GRU "
+                                         r"\(--state_window=prefix.*LRA has state_window=sliding"):
+        policy.initial_state(request["user_id"], request["user_fields"])
