@@ -16,10 +16,20 @@ weight 0 (every other flag the same), and prints one JSON line:
     passed             oracle_effect >= 0.01, recovered_effect >= half of it, and
                        |flag_off_effect| < 0.002
 
-(The shock's effects are measured on its days only.) The return-rate mechanisms
-(fatigue_weight, clickbait_satisfaction, satisfaction_completion) need a planning oracle
-against a myopic one to show their effect; that control is not built yet, and their lines
-say so with "passed": null.
+(The shock's effects are measured on its days only.)
+
+The return-rate mechanisms (fatigue_weight, clickbait_satisfaction, satisfaction_completion)
+change tomorrow's sessions, not today's clicks, so their control compares policies
+(data.oracle_policy): the myopic oracle (the most probable click in every slot) against the
+planning oracle for the mechanism (the same fill of z + lambda * v, v the item's true
+long-term value, lambda the best of --planning_weights), each serving the whole population
+from day 0 to the end (the warm-up day is the logging policy's):
+
+    oracle_effect      clicks per user of the best planner / the myopic oracle's - 1
+    flag_off_effect    the same ratio, the same lambda, with the mechanism's weight at 0
+    recovered_effect   null: a model that learns v's effect on return from logs is not built
+    passed             oracle_effect >= 0.05 and flag_off_effect < 0.01 (planning gains
+                       nothing without the mechanism; it may lose clicks)
 """
 from __future__ import annotations
 
@@ -34,12 +44,15 @@ from sklearn.linear_model import LogisticRegression
 
 from data import ceilings, config_flags
 from data.generate import simulate_shard
+from data.oracle_policy import OraclePolicy
 from data.sim_config import SimConfig
 from data.sim_world import make_world
 
 ORACLE_MIN = 0.01         # (a): removing the term costs the oracle at least this much AUC
 RECOVERED_SHARE = 0.5     # (b): a model handed the true feature recovers at least this share
 OFF_MAX = 0.002           # (c): with the flag off, no effect beyond this
+PLAN_MIN = 0.05           # (a) for return-rate mechanisms: the planner's gain in clicks per user
+PLAN_OFF_MAX = 0.01       # (c) for them: without the mechanism planning gains less than this
 CLICK_MECHANISMS = {"clickbait": "clickbait_weight", "satiation": "satiation_weight",
                     "triple": "triple_weight", "shock": "shock_size"}
 RETURN_MECHANISMS = ("fatigue_weight", "clickbait_satisfaction", "satisfaction_completion")
@@ -54,6 +67,10 @@ def define_flags() -> None:
                          "the controls simulate the whole population as one shard.")
     flags.DEFINE_integer("max_train_rows", 300_000, "Rows the logistic regressions train on at "
                          "most (a uniform sample of the days before the last).")
+    flags.DEFINE_list("return_mechanisms", list(RETURN_MECHANISMS), "Return-rate mechanisms "
+                      "to check with the planning oracle (empty: none).")
+    flags.DEFINE_list("planning_weights", ["1", "3", "10"], "The planning oracle's lambdas; "
+                      "the best (most clicks per user, mechanism on) is reported.")
 
 
 @dataclasses.dataclass
@@ -147,6 +164,54 @@ def check(cfg: SimConfig, name: str, max_rows: int) -> dict:
             "wall_s": round(time.monotonic() - start, 1)}
 
 
+def clicks_per_user(cfg: SimConfig, policy: OraclePolicy) -> float:
+    """Clicks per user of the population over days 0..n_days-1, `policy` serving every day
+    from day 0 (the whole population as one shard)."""
+    clicks = [0]
+
+    def observe(req, slates, fb):
+        if req.day >= 0:
+            clicks[0] += int(fb.clicked.sum())
+
+    simulate_shard(cfg, 0, 1, act=policy, observe=observe, on_env=policy.bind)
+    return clicks[0] / cfg.n_users
+
+
+def return_check(cfg: SimConfig, flag: str, weights: list[float]) -> dict:
+    start = time.monotonic()
+    if not getattr(cfg, flag):
+        return {"name": flag, "flag": flag, "oracle_effect": None, "recovered_effect": None,
+                "flag_off_effect": None, "passed": None,
+                "message": f"--{flag} is 0 in this preset: nothing to control"}
+    total, done = len(weights) + 3, [0]
+
+    def run(c, policy):
+        value = clicks_per_user(c, policy)
+        done[0] += 1
+        spent = time.monotonic() - start
+        print(f"  {flag}: {done[0]}/{total} simulations, {spent / 60:.1f} min, ETA "
+              f"{spent / done[0] * (total - done[0]) / 60:.1f} min", file=sys.stderr, flush=True)
+        return value
+
+    myopic = run(cfg, OraclePolicy(cfg))
+    planned = {w: run(cfg, OraclePolicy(cfg, flag, w)) for w in weights}
+    best = max(planned, key=planned.get)
+    off = dataclasses.replace(cfg, **{flag: 0.0})
+    myopic_off = run(off, OraclePolicy(off))
+    planned_off = run(off, OraclePolicy(off, flag, best))
+    oracle = planned[best] / myopic - 1.0
+    off_effect = planned_off / myopic_off - 1.0
+    return {"name": flag, "flag": flag, "value": getattr(cfg, flag),
+            "oracle_effect": oracle, "recovered_effect": None, "flag_off_effect": off_effect,
+            "passed": bool(oracle >= PLAN_MIN and off_effect < PLAN_OFF_MAX),
+            "planning_weight": best, "clicks_per_user_myopic": myopic,
+            "clicks_per_user_planned": {str(w): v for w, v in planned.items()},
+            "clicks_per_user_off": {"myopic": myopic_off, "planned": planned_off},
+            "message": "recovered_effect: a model that learns the effect on return from logs "
+                       "is not built", "n_users": cfg.n_users, "n_days": cfg.n_days,
+            "unit": "clicks per user, relative", "wall_s": round(time.monotonic() - start, 1)}
+
+
 def main(argv):
     del argv
     try:
@@ -157,16 +222,25 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"--mechanisms: unknown {unknown}; expected some of "
                              f"{list(CLICK_MECHANISMS)}")
+    unknown = [m for m in FLAGS.return_mechanisms if m not in RETURN_MECHANISMS]
+    if unknown:
+        raise app.UsageError(f"--return_mechanisms: unknown {unknown}; expected some of "
+                             f"{list(RETURN_MECHANISMS)}")
+    try:
+        weights = [float(w) for w in FLAGS.planning_weights]
+    except ValueError:
+        raise app.UsageError(f"--planning_weights={','.join(FLAGS.planning_weights)}: expected "
+                             "numbers") from None
+    if not weights or min(weights) <= 0:
+        raise app.UsageError("--planning_weights: expected one or more numbers > 0")
     for i, name in enumerate(FLAGS.mechanisms):
         print(f"mechanisms: {i}/{len(FLAGS.mechanisms)} checking {name}", file=sys.stderr,
               flush=True)
         print(json.dumps(check(cfg, name, FLAGS.max_train_rows)), flush=True)
-    for flag in RETURN_MECHANISMS:
-        print(json.dumps({"name": flag, "flag": flag, "value": getattr(cfg, flag),
-                          "oracle_effect": None, "recovered_effect": None,
-                          "flag_off_effect": None, "passed": None,
-                          "message": "a return-rate mechanism: its control needs a planning "
-                                     "oracle against a myopic one, not built yet"}), flush=True)
+    for i, flag in enumerate(FLAGS.return_mechanisms):
+        print(f"mechanisms: {i}/{len(FLAGS.return_mechanisms)} planning oracle for {flag} "
+              f"({len(weights) + 3} simulations)", file=sys.stderr, flush=True)
+        print(json.dumps(return_check(cfg, flag, weights)), flush=True)
 
 
 if __name__ == "__main__":

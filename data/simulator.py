@@ -467,6 +467,38 @@ class IRecSim:
         state (off-policy evaluation's ground truth on logged requests)."""
         return self._click_model(req, slates)["p"]
 
+    def candidate_logits(self, req: Requests) -> dict:
+        """Every candidate's true click logit at the top of an empty list (no item above it:
+        no repeat terms; the examination e_k multiplies it by slot), for oracle policies.
+        Reads state, changes none. -> items, channel, z, completion [n, N] and tags
+        [n, N, T], N = C x K (req.candidates flattened)."""
+        cfg, items = self.cfg, self.world.items
+        rows = req.rows
+        cand = req.candidates.reshape(len(req), -1)
+        channel = items.channel[cand]
+        tags = items.tags[cand]
+        match = np.einsum("nd,nsd->ns", self.interest[rows], items.latent[cand]
+                          ).astype(np.float64)
+        age = np.maximum(req.timestamp[:, None] - items.publish_day[cand] * DAY, 0)
+        lifetime = items.lifetime_days[cand] * float(DAY)
+        in_profile = np.take_along_axis(self.profile[rows], tags.reshape(len(rows), -1), axis=1)
+        novel = ((tags > 0) & ~in_profile.reshape(tags.shape)).sum(-1)
+        drift = (hour_drift(req.context[:, 0], cfg.hour_drift)
+                 + network_drift(req.context[:, 2], cfg.network_effect))
+        z = click_logit(cfg, alpha=np.asarray(cfg.alpha)[channel], quality=items.quality[cand],
+                        same_channel=0, shared_tags=0, novel=novel,
+                        freshness=np.exp(-age / lifetime),
+                        drift=np.take_along_axis(drift, channel, axis=1),
+                        pref=np.take_along_axis(self.pref[rows], channel, axis=1), match=match,
+                        idio=idiosyncratic(cfg.seed, req.user_id[:, None], cand,
+                                           cfg.idiosyncratic_std))
+        if any(cfg_weight for cfg_weight in self._mechanism_weights()):
+            z = z + sum(self.mech.click_terms(rows, cand, channel, req.user_fields,
+                                              req.context[:, 0], req.timestamp,
+                                              req.day).values())
+        completion = sigmoid(cfg.completion_bias + cfg.completion_match * match)
+        return dict(items=cand, channel=channel, tags=tags, z=z, completion=completion)
+
     def _click_model(self, req: Requests, slates: np.ndarray) -> dict:
         """The click model's parts for `slates` at `req` (reads state, changes none)."""
         cfg, items = self.cfg, self.world.items

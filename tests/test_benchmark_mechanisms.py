@@ -30,3 +30,24 @@ def test_cli_prints_one_line_per_mechanism_and_names_a_bad_one():
     bad = subprocess.run(cmd[:-1] + ["--mechanisms=gravity"], cwd=REPO, capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode != 0 and "--mechanisms: unknown ['gravity']" in bad.stderr
+    bad = subprocess.run(cmd + ["--planning_weights=1,x"], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode != 0 and "--planning_weights=1,x: expected numbers" in bad.stderr
+
+
+def test_the_return_check_picks_the_best_lambda_and_compares_it_with_the_flag_off(monkeypatch):
+    # clicks per user by (fatigue weight, planner lambda or None for the myopic oracle)
+    table = {(1.0, None): 40.0, (1.0, 1.0): 41.0, (1.0, 3.0): 44.0,
+             (0.0, None): 50.0, (0.0, 3.0): 49.0}
+    monkeypatch.setattr(mechanisms, "clicks_per_user", lambda cfg, policy: table[
+        (cfg.fatigue_weight, policy.weight if policy.mechanism else None)])
+    line = mechanisms.return_check(SimConfig(n_users=300, n_days=4, test_days=1,
+                                             fatigue_weight=1.0), "fatigue_weight", [1.0, 3.0])
+    assert line["planning_weight"] == 3.0
+    assert abs(line["oracle_effect"] - 0.1) < 1e-12            # 44 / 40 - 1
+    assert abs(line["flag_off_effect"] - (-0.02)) < 1e-12      # 49 / 50 - 1
+    assert line["passed"] is True                              # >= 0.05 and < 0.01
+    table[(0.0, 3.0)] = 51.0                                   # planning helps without it too
+    assert mechanisms.return_check(SimConfig(n_users=300, n_days=4, test_days=1,
+                                             fatigue_weight=1.0), "fatigue_weight",
+                                   [1.0, 3.0])["passed"] is False
