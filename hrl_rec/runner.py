@@ -146,8 +146,17 @@ class Runner:
         self.trained = tf.Variable([0.0, 0.0, 0.0], dtype=tf.float64, trainable=False,
                                    name="trained_totals")
         self._pending, self._clock = [0, 0.0], time.monotonic()
+        # Every weight by position as well: a Keras 3 layer's sublayers held in a Python list
+        # (the critics, the profile/context/item field tables) are not in the object graph
+        # tf.train.Checkpoint walks. The online model's reach it through its optimizers'
+        # variable lists; the target network's did not, so a resumed run silently restarted
+        # them from their initial values (found by benchmarks.faults: resumes after the first
+        # target update differed from an uninterrupted run).
+        networks = {"model_weights": list(self.model.weights)}
+        if getattr(self.learner, "target", None) is not None:
+            networks["target_weights"] = list(self.learner.target.weights)
         self.checkpoint = tf.train.Checkpoint(
-            **self.learner.checkpointed(), epoch=self.epoch,
+            **self.learner.checkpointed(), **networks, epoch=self.epoch,
             epoch_start_step=self.epoch_start_step, best_auc=self.best_auc,
             best_epoch=self.best_epoch, trained=self.trained)
         self.manager = tf.train.CheckpointManager(self.checkpoint,

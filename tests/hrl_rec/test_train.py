@@ -120,7 +120,11 @@ def _settings(sim_data, model_dir, **kw):
 
 
 def test_checkpoint_round_trip_resumes_same_step_and_weights(sim_data, tmp_path):
-    cfg = HRLConfig(**TINY, batch_size=16, candidates_per_channel=2, critic_steps=2)
+    # target updates every step, so the target network differs from its initial copy: a
+    # checkpoint that missed any of its weights (the critics and field tables held in Python
+    # lists once were) restores it wrong
+    cfg = HRLConfig(**TINY, batch_size=16, candidates_per_channel=2, critic_steps=2,
+                    target_update_period=1, tau=0.5)
     first = Runner(cfg, _settings(sim_data, tmp_path, max_steps=3))
     first_stats = first.train()
     assert int(first.learner.step) == 3
