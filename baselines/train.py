@@ -6,7 +6,8 @@
 Training: Adam on the classical CTR cross-entropy (the paper's Sec. 4.2), one epoch at a time.
 The last --valid_days of the training period are held out (chronologically, never the test
 split) for early stopping; the best epoch's weights are restored, then evaluated once on the
-test split. Writes MODEL_DIR/eval.json (AUC, logloss, RelaImpr vs LR when --lr_auc is given
+test split. Each epoch is checkpointed (MODEL_DIR/ckpt): the same command resumes a killed or
+interrupted run from its last finished epoch. Writes MODEL_DIR/eval.json (AUC, logloss, RelaImpr vs LR when --lr_auc is given
 or MODEL_DIR/../lr/eval.json exists, oracle AUC when the data has one, examples/s, wall time,
 flags), MODEL_DIR/model.keras and TensorBoard logs under MODEL_DIR/tb.
 """
@@ -88,9 +89,9 @@ def evaluate(model, ds) -> dict:
             "examples": int(len(y))}
 
 
-def _batch_update(model, learning_rate: float):
+def _batch_update(model, learning_rate: float, optimizer=None):
     """An Adam update on the CTR cross-entropy (+ the model's regularisation losses)."""
-    optimizer = keras.optimizers.Adam(learning_rate)
+    optimizer = optimizer or keras.optimizers.Adam(learning_rate)
     loss_fn = keras.losses.BinaryCrossentropy()
 
     def update(features, labels):
@@ -105,9 +106,9 @@ def _batch_update(model, learning_rate: float):
     return update
 
 
-def make_train_step(model, learning_rate: float):
+def make_train_step(model, learning_rate: float, optimizer=None):
     """One compiled training step on a batch (for streamed batches)."""
-    return tf.function(_batch_update(model, learning_rate), reduce_retracing=True)
+    return tf.function(_batch_update(model, learning_rate, optimizer), reduce_retracing=True)
 
 
 def make_epoch_fn(model, learning_rate: float, batch_size: int):
@@ -129,35 +130,113 @@ def make_epoch_fn(model, learning_rate: float, batch_size: int):
     return epoch
 
 
+# Flags that may change between a run and its resumption (the rest must match).
+RESUMABLE_FLAGS = ("epochs", "patience", "lr_auc", "model_dir", "data_dir", "deterministic")
+
+
+class EpochCheckpoint:
+    """MODEL_DIR/ckpt: every model and optimizer variable and the loop's counters, written after
+    each epoch's validation (tf.train.CheckpointManager: a checkpoint is whole or absent), and
+    best.weights.h5, the best epoch's weights. A killed run resumes from its last finished
+    epoch; each epoch reads the training data in an order seeded by seed + epoch, so with
+    --deterministic the resumed run ends with the uninterrupted run's weights."""
+
+    def __init__(self, model, optimizer, model_dir: str, flags_record: dict):
+        self.model, self.model_dir = model, model_dir
+        self.counters = {
+            "epoch": tf.Variable(0, dtype=tf.int64), "global_step": tf.Variable(0, tf.int64),
+            "examples": tf.Variable(0, dtype=tf.int64),
+            "train_seconds": tf.Variable(0.0, dtype=tf.float64),
+            "best_auc": tf.Variable(-1.0, dtype=tf.float64),
+            "best_logloss": tf.Variable(0.0, dtype=tf.float64),
+            "best_epoch": tf.Variable(-1, dtype=tf.int64),
+            "stopped": tf.Variable(False)}
+        self.checkpoint = tf.train.Checkpoint(
+            variables=list(model.variables), optimizer=list(optimizer.variables),
+            **self.counters)
+        self.manager = tf.train.CheckpointManager(self.checkpoint,
+                                                  os.path.join(model_dir, "ckpt"), 2)
+        self.best_path = os.path.join(model_dir, "best.weights.h5")
+        self.flags_path = os.path.join(model_dir, "ckpt", "flags.json")
+        self.flags_record = {k: v for k, v in flags_record.items()
+                             if k not in RESUMABLE_FLAGS}
+
+    def restore(self) -> bool:
+        latest = self.manager.latest_checkpoint
+        if not latest:
+            return False
+        if os.path.exists(self.flags_path):
+            with open(self.flags_path) as f:
+                saved = json.load(f)
+            changed = sorted(k for k in set(saved) | set(self.flags_record)
+                             if saved.get(k) != self.flags_record.get(k))
+            if changed:
+                raise ValueError(
+                    f"--model_dir={self.model_dir} holds a checkpoint of other flags ("
+                    + ", ".join(f"--{k}={saved.get(k)} there, {self.flags_record.get(k)} now"
+                                for k in changed)
+                    + "): resume with its flags, or train into a new --model_dir")
+        try:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        except (AssertionError, ValueError) as e:
+            raise ValueError(f"{latest} does not match this model: "
+                             f"{str(e).splitlines()[0]}. Train into a new --model_dir") from None
+        print(f"resumed from {latest} after epoch {int(self.counters['epoch'])}", flush=True)
+        return True
+
+    def save(self) -> None:
+        os.makedirs(os.path.dirname(self.flags_path), exist_ok=True)
+        write_json(self.flags_path, self.flags_record)
+        self.manager.save(checkpoint_number=int(self.counters["epoch"]))
+
+    def save_best(self) -> None:
+        tmp = self.best_path + ".tmp.weights.h5"
+        self.model.save_weights(tmp)
+        os.replace(tmp, self.best_path)
+
+
 def train(model, data_dir: str, model_dir: str, *, epochs: int, patience: int,
           valid_days: float, batch_size: int, learning_rate: float, max_seq_len: int,
-          seed: int) -> dict:
+          seed: int, flags_record: dict | None = None) -> dict:
+    """Trains with early stopping, checkpointing each epoch into model_dir (resumed when
+    model_dir holds a checkpoint) -> the validation record, counters and the test dataset;
+    the model holds the best epoch's weights."""
     meta = pipeline.load_metadata(data_dir)
     test_start = meta["chronological_split"]["test_start_timestamp"]
     valid_start = int(test_start - valid_days * 86400)
-    common = dict(max_seq_len=max_seq_len, batch_size=batch_size, seed=seed)
-    train_ds = pipeline.impression_dataset(data_dir, "train", max_time=valid_start, **common)
+    common = dict(max_seq_len=max_seq_len, batch_size=batch_size)
+
+    def train_ds(epoch: int):
+        return pipeline.impression_dataset(data_dir, "train", max_time=valid_start,
+                                           seed=seed + epoch, **common)
+
     valid_ds = pipeline.impression_dataset(data_dir, "train", min_time=valid_start,
-                                           shuffle=False, **common)
-    step = make_train_step(model, learning_rate)
+                                           shuffle=False, seed=seed, **common)
+    first = next(iter(valid_ds.take(1)), None) or next(iter(train_ds(0).take(1)))
+    model(_features(first), training=False)                     # build, to restore into
+    optimizer = keras.optimizers.Adam(learning_rate)
+    optimizer.build(model.trainable_variables)
+    step = make_train_step(model, learning_rate, optimizer)
+    state = EpochCheckpoint(model, optimizer, model_dir, flags_record or {})
+    c = state.counters
+    state.restore()
 
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "tb"))
     train_examples = meta["splits"]["train"]["impressions"] * max(
         0.0, 1 - valid_days * 86400 / max(test_start, 1))
-    best = {"auc": -1.0, "epoch": -1}
 
     def kept() -> str:
-        return (f"Nothing was saved (the best epoch so far: {max(best['epoch'], 0)}); train "
-                f"again with a lower --learning_rate (now {learning_rate:g}).")
+        saved = (f"The checkpoint of epoch {int(c['epoch'])} in {model_dir}/ckpt is intact"
+                 if int(c["epoch"]) else "Nothing was saved")
+        return (f"{saved} (the best epoch so far: {max(int(c['best_epoch']), 0)}); "
+                f"train again with a lower --learning_rate (now {learning_rate:g}).")
 
-    best_weights = None
-    examples = 0
-    train_seconds = 0.0
-    global_step = 0
-    for epoch in range(epochs):
+    while int(c["epoch"]) < epochs and not bool(c["stopped"]):
+        epoch = int(c["epoch"])
         progress = Progress(train_examples, f"epoch {epoch + 1}/{epochs}", unit="examples")
         start = time.monotonic()
-        for batch in train_ds:
+        global_step, examples = int(c["global_step"]), int(c["examples"])
+        for batch in train_ds(epoch):
             loss = step(_features(batch), batch["label"])
             n = int(batch["label"].shape[0])
             examples += n
@@ -167,7 +246,9 @@ def train(model, data_dir: str, model_dir: str, *, epochs: int, patience: int,
             if global_step % 50 == 0:
                 with writer.as_default():
                     tf.summary.scalar("loss/train", loss, step=global_step)
-        train_seconds += time.monotonic() - start
+        c["train_seconds"].assign_add(time.monotonic() - start)
+        c["global_step"].assign(global_step)
+        c["examples"].assign(examples)
         check_weights(model.weights, global_step, kept)
         valid = evaluate(model, valid_ds)
         with writer.as_default():
@@ -175,15 +256,23 @@ def train(model, data_dir: str, model_dir: str, *, epochs: int, patience: int,
             tf.summary.scalar("eval/valid_logloss", valid["logloss"], step=global_step)
         print(f"epoch {epoch + 1}: valid auc {valid['auc']:.4f} logloss {valid['logloss']:.4f}",
               flush=True)
-        if valid["auc"] > best["auc"]:
-            best = {"auc": valid["auc"], "logloss": valid["logloss"], "epoch": epoch + 1}
-            best_weights = model.get_weights()
-        elif epoch + 1 - best["epoch"] >= patience:
-            break
-    model.set_weights(best_weights)
-    return {"valid": best, "steps": global_step, "train_examples": examples,
-            "examples_per_s": examples / max(train_seconds, 1e-9),
-            "test_ds": pipeline.impression_dataset(data_dir, "test", shuffle=False, **common)}
+        if valid["auc"] > float(c["best_auc"]):
+            c["best_auc"].assign(valid["auc"])
+            c["best_logloss"].assign(valid["logloss"])
+            c["best_epoch"].assign(epoch + 1)
+            state.save_best()
+        elif epoch + 1 - int(c["best_epoch"]) >= patience:
+            c["stopped"].assign(True)
+        c["epoch"].assign(epoch + 1)
+        state.save()
+    if int(c["best_epoch"]) > 0:
+        model.load_weights(state.best_path)
+    best = {"auc": float(c["best_auc"]), "logloss": float(c["best_logloss"]),
+            "epoch": int(c["best_epoch"])}
+    return {"valid": best, "steps": int(c["global_step"]), "train_examples": int(c["examples"]),
+            "examples_per_s": int(c["examples"]) / max(float(c["train_seconds"]), 1e-9),
+            "test_ds": pipeline.impression_dataset(data_dir, "test", shuffle=False, seed=seed,
+                                                   **common)}
 
 
 def main(argv):
@@ -224,8 +313,9 @@ def _train_and_report(model, meta) -> None:
         result = train(model, FLAGS.data_dir, FLAGS.model_dir, epochs=FLAGS.epochs,
                        patience=FLAGS.patience, valid_days=FLAGS.valid_days,
                        batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
-                       max_seq_len=FLAGS.max_seq_len, seed=FLAGS.seed)
-    except TrainingDiverged as e:
+                       max_seq_len=FLAGS.max_seq_len, seed=FLAGS.seed,
+                       flags_record={k: FLAGS[k].value for k in FLAGS if k in _OWN_FLAGS})
+    except (TrainingDiverged, ValueError) as e:
         raise SystemExit(f"{FLAGS.model}: {e}") from None
     test = evaluate(model, result.pop("test_ds"))
     lr_auc = FLAGS.lr_auc

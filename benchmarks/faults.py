@@ -10,6 +10,13 @@ checkpoint period; null where there are none) and the fault's settings. Faults:
 - sigkill_hrl_rec_train: SIGKILL of `hrl_rec.train --deterministic` at `--kills` random moments
   (some while a checkpoint is being written: the kill waits for a new file under ckpt/); the
   same command resumes and finishes, and its final weights equal an uninterrupted run's.
+- sigkill_baselines_train: SIGKILL of `baselines.train --deterministic` (FM, 3 epochs) at
+  `--kills` random moments (some while an epoch checkpoint is written); the same command
+  resumes from the last finished epoch (its checkpoint period) and ends with the
+  uninterrupted run's best weights and test AUC.
+- sigkill_grid: SIGKILL of an experiment grid (experiments.grid: LR and FM x 2 seeds of
+  `baselines.train --deterministic`) at random moments, between and inside runs: no trainer
+  outlives it, and the rerun finishes every job with the uninterrupted grid's test AUCs.
 - sigkill_data_generate: SIGKILL of `data.generate` at random moments; the same command
   finishes and the dataset's fingerprint equals an uninterrupted generation's.
 - shard_truncated / shard_bitflip / shard_deleted: `data.validate` and `hrl_rec.train` stop
@@ -335,6 +342,125 @@ def fault_sigkill_hrl_rec_train(work: str, kills: int, seed: int) -> list[dict]:
     return out
 
 
+def fault_sigkill_baselines_train(work: str, kills: int, seed: int) -> list[dict]:
+    """SIGKILL baselines.train at random moments and while an epoch checkpoint is written;
+    the same command resumes from its last finished epoch; compare with an uninterrupted
+    --deterministic run. lost_steps: steps of finished epochs the rerun had to train again
+    (a kill between an epoch's validation line and its checkpoint loses that epoch: one
+    checkpoint period)."""
+    import re
+    data = tiny_dataset(os.path.join(work, "data"))
+    args = ["--model=fm", f"--data_dir={data}", "--epochs=3", "--patience=5",
+            "--batch_size=64", "--learning_rate=0.01", "--max_seq_len=5", "--deterministic"]
+    ref = os.path.join(work, "reference")
+    start = time.monotonic()
+    done = cli("baselines.train", *args, f"--model_dir={ref}")
+    wall = time.monotonic() - start
+    if done.returncode != 0:
+        return [result("sigkill_baselines_train", False, f"reference run failed: "
+                       f"{done.stderr[-500:]}")]
+    with open(os.path.join(ref, "eval.json")) as f:
+        reference = json.load(f)
+    per_epoch = reference["steps"] // 3
+    rng = random.Random(seed)
+    out = []
+    for k in range(kills):
+        run = os.path.join(work, f"killed_{k}")
+        cmd = [sys.executable, "-m", "baselines.train", *args, f"--model_dir={run}"]
+        if k % 3 == 2:   # wait for the first epoch's checkpoint, kill while the next is written
+            os.makedirs(os.path.join(run, "ckpt"), exist_ok=True)
+            code, printed = kill_at(cmd, None, os.path.join(run, "ckpt"),
+                                    os.path.join(work, f"killed_{k}.log"))
+            moment = "during an epoch checkpoint write"
+        else:
+            delay = rng.uniform(0.2, 1.0) * wall
+            code, printed = kill_at(cmd, delay, None, os.path.join(work, f"killed_{k}.log"))
+            moment = f"{delay:.1f} s after start (the whole run takes {wall:.1f} s)"
+        finished = len(re.findall(r"^epoch \d+: valid auc", printed, re.M))
+        resumed = cli("baselines.train", *args, f"--model_dir={run}")
+        if resumed.returncode != 0:
+            out.append(result("sigkill_baselines_train", False, f"kill {k} ({moment}): the "
+                              f"rerun failed: {resumed.stderr[-400:]}", kill=k))
+            continue
+        m = re.search(r"resumed from .* after epoch (\d+)", resumed.stdout)
+        restored = int(m.group(1)) if m else 0
+        lost_epochs = max(finished - restored, 0)
+        same = same_weights(os.path.join(ref, "best.weights.h5"),
+                            os.path.join(run, "best.weights.h5"))
+        with open(os.path.join(run, "eval.json")) as f:
+            auc_run = json.load(f)["auc"]
+        ok = (same and auc_run == reference["auc"] and lost_epochs <= 1
+              and code in (-signal.SIGKILL, 0))
+        out.append(result(
+            "sigkill_baselines_train", ok,
+            f"kill {k} {moment} (exit {code}) after {finished} finished epoch(s); resumed "
+            f"after epoch {restored}; best weights {'equal' if same else 'DIFFER from'} the "
+            f"uninterrupted run's; test AUC {auc_run:.6f} vs {reference['auc']:.6f}"
+            + ("" if code == -signal.SIGKILL else " (it finished before the kill)"),
+            lost_epochs * per_epoch, kill=k, checkpoint_every="1 epoch"))
+    return out
+
+
+GRID_CODE = """
+import sys
+from experiments import grid
+data, runs = sys.argv[1], sys.argv[2]
+settings = [grid.Setting(m, m, "baselines.train", (f"--model={m}", f"--data_dir={data}",
+            "--epochs=2", "--batch_size=64", "--learning_rate=0.01", "--max_seq_len=5",
+            "--deterministic")) for m in ("lr", "fm")]
+results = grid.run_grid(settings, [0, 1], runs, "grid")
+print(sorted((k[0], k[1], r["auc"]) for k, r in results.items()))
+"""
+
+
+def fault_sigkill_grid(work: str, kills: int, seed: int) -> list[dict]:
+    """SIGKILL a 4-job grid at random moments; no trainer may outlive it; the rerun resumes
+    job by job and ends with the uninterrupted grid's AUCs."""
+    import ast
+    data = tiny_dataset(os.path.join(work, "data"))
+    start = time.monotonic()
+    ref = subprocess.run([sys.executable, "-c", GRID_CODE, data, os.path.join(work, "ref")],
+                         cwd=REPO, capture_output=True, text=True, timeout=1800)
+    wall = time.monotonic() - start
+    if ref.returncode != 0:
+        return [result("sigkill_grid", False, f"reference grid failed: {ref.stderr[-500:]}")]
+    want = ast.literal_eval(ref.stdout.strip().splitlines()[-1])
+    rng = random.Random(seed)
+    out = []
+    for k in range(max(kills // 3, 1)):
+        runs = os.path.join(work, f"killed_{k}")
+        delay = rng.uniform(0.1, 0.9) * wall
+        code, _ = kill_at([sys.executable, "-c", GRID_CODE, data, runs], delay, None,
+                          os.path.join(work, f"killed_{k}.log"))
+        time.sleep(1.0)
+        alive = [pid for pid in _lock_pids(runs) if os.path.exists(f"/proc/{pid}")]
+        rerun = subprocess.run([sys.executable, "-c", GRID_CODE, data, runs], cwd=REPO,
+                               capture_output=True, text=True, timeout=1800)
+        got = (ast.literal_eval(rerun.stdout.strip().splitlines()[-1])
+               if rerun.returncode == 0 else None)
+        ok = not alive and got == want and code in (-signal.SIGKILL, 0)
+        out.append(result(
+            "sigkill_grid", ok,
+            f"kill {k} {delay:.1f} s into the grid (the whole grid takes {wall:.1f} s; exit "
+            f"{code}); trainers left running: {alive or 'none'}; the rerun "
+            + ("ended with the uninterrupted grid's AUCs" if got == want else
+               f"gave {got or rerun.stderr[-300:]} against {want}"),
+            None, kill=k))
+    return out
+
+
+def _lock_pids(runs_dir: str) -> list[int]:
+    """The pids recorded in the lock files of a grid's run folders."""
+    pids = []
+    for path in glob.glob(os.path.join(runs_dir, "*", ".lock")):
+        try:
+            with open(path) as f:
+                pids.append(int(json.load(f)["pid"]))
+        except (OSError, ValueError, KeyError):
+            pass
+    return pids
+
+
 def fault_sigkill_data_generate(work: str, kills: int, seed: int) -> list[dict]:
     """SIGKILL data.generate at random moments and while a shard is written; the same command
     finishes with the uninterrupted run's fingerprint."""
@@ -552,7 +678,8 @@ def fault_unwritable(work: str) -> list[dict]:
     return out
 
 
-FAULTS = ("sigkill_hrl_rec_train", "sigkill_data_generate", "shards", "two_runs", "flagfiles",
+FAULTS = ("sigkill_hrl_rec_train", "sigkill_baselines_train", "sigkill_grid",
+          "sigkill_data_generate", "shards", "two_runs", "flagfiles",
           "unwritable", "fuzz_mind", "fuzz_csv")
 
 
@@ -574,6 +701,10 @@ def main(argv):
     runs = {
         "sigkill_hrl_rec_train": lambda: fault_sigkill_hrl_rec_train(
             os.path.join(work, "train"), FLAGS.kills, FLAGS.seed),
+        "sigkill_baselines_train": lambda: fault_sigkill_baselines_train(
+            os.path.join(work, "baselines"), FLAGS.kills, FLAGS.seed),
+        "sigkill_grid": lambda: fault_sigkill_grid(os.path.join(work, "grid"), FLAGS.kills,
+                                                   FLAGS.seed),
         "sigkill_data_generate": lambda: fault_sigkill_data_generate(
             os.path.join(work, "generate"), FLAGS.kills, FLAGS.seed),
         "shards": lambda: fault_shards(os.path.join(work, "shards"), FLAGS.seed),

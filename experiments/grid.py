@@ -19,6 +19,16 @@ from data.progress import Progress
 from data.files import write_json
 
 
+def _die_with_parent() -> None:
+    """Runs in the trainer's process before exec (Linux): the kernel sends it SIGKILL when the
+    grid process dies, so a grid killed mid-run leaves no trainer behind. The trainer's
+    --model_dir lock is then stale and the rerun takes it over and resumes the run."""
+    import ctypes
+    import signal
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 @dataclasses.dataclass(frozen=True)
 class Setting:
     """One row of an experiment table: a trainer module and the flags that make the setting."""
@@ -96,7 +106,8 @@ def run_job(setting: Setting, seed: int, runs_dir: str, run: bool = True
         log = os.path.join(model_dir, "train.log")
         cmd = command(setting, seed, model_dir)
         with open(log, "a") as out:
-            code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode
+            code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=(
+                _die_with_parent if sys.platform.startswith("linux") else None)).returncode
         if code != 0 or not os.path.exists(eval_path):
             with open(log, errors="replace") as f:
                 tail = "".join(f.readlines()[-15:])

@@ -2,12 +2,15 @@
 
     python -m tests.experiments.fake_trainer --auc=0.7 [--fail] [--fingerprint=F]
         [--count_file=PATH] --seed=S --model_dir=DIR
-eval.json's auc is --auc + seed / 1000, so each run's result is known to the test.
+eval.json's auc is --auc + seed / 1000, so each run's result is known to the test. With
+FAKE_TRAINER_SLEEP=S in its environment it first writes its pid to MODEL_DIR/pid and sleeps S
+seconds (a trainer still running when its grid is killed).
 """
 import argparse
 import json
 import os
 import sys
+import time
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--seed", type=int, required=True)
@@ -21,6 +24,10 @@ if args.count_file:
     with open(args.count_file, "a") as f:
         f.write(f"{args.model_dir}\n")
 print(f"fake trainer, seed {args.seed}")
+if os.environ.get("FAKE_TRAINER_SLEEP"):
+    with open(os.path.join(args.model_dir, "pid"), "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(float(os.environ["FAKE_TRAINER_SLEEP"]))
 if args.fail:
     print("boom: a bad flag", file=sys.stderr)
     sys.exit(3)

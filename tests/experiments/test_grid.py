@@ -1,6 +1,12 @@
 """experiments.grid with a stand-in trainer: each job runs once, finished runs are reused,
 failures name the run and its log, and folders of other commands or datasets are refused."""
 import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -73,3 +79,27 @@ def test_report_only_reads_the_finished_runs_and_starts_none(tmp_path, capsys):
     assert len(count.read_text().split()) == 1
     assert "1 finished before (reported; the others are not run)" in capsys.readouterr().err
     assert not (tmp_path / "runs" / "b__0").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG)")
+def test_a_killed_grid_leaves_no_trainer_running_and_its_rerun_finishes_the_job(tmp_path):
+    runs = tmp_path / "runs"
+    code = ("from experiments import grid; grid.run_job(grid.Setting('s', 'S', "
+            f"{FAKE!r}, ('--auc=0.6',)), 0, {str(runs)!r})")
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=REPO,
+                              env={**os.environ, "FAKE_TRAINER_SLEEP": "60"})
+    pid_file = runs / "s__0" / "pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.1)
+    trainer = int(pid_file.read_text())
+    parent.send_signal(signal.SIGKILL)                 # the grid dies mid-run
+    parent.wait()
+    gone = time.monotonic() + 5
+    while pathlib.Path(f"/proc/{trainer}").exists() and time.monotonic() < gone:
+        time.sleep(0.05)
+    assert not pathlib.Path(f"/proc/{trainer}").exists(), "the trainer outlived its grid"
+    assert not (runs / "s__0" / "eval.json").exists()   # nothing half-finished to collect
+    report, ran = grid.run_job(_setting("s", "--auc=0.6"), 0, str(runs))
+    assert ran and report["auc"] == pytest.approx(0.6)

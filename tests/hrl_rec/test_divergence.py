@@ -88,7 +88,7 @@ def test_supervised_baselines_stop_at_a_nan_loss(sim_data, tmp_path, monkeypatch
     from baselines.models import CTRModel
     from data.pipeline import load_metadata
 
-    def nan_step(model, learning_rate):
+    def nan_step(model, learning_rate, optimizer=None):
         return lambda features, labels: tf.constant(np.nan)
 
     monkeypatch.setattr(baseline_train, "make_train_step", nan_step)
