@@ -432,8 +432,13 @@ def fault_sigkill_grid(work: str, kills: int, seed: int) -> list[dict]:
         delay = rng.uniform(0.1, 0.9) * wall
         code, _ = kill_at([sys.executable, "-c", GRID_CODE, data, runs], delay, None,
                           os.path.join(work, f"killed_{k}.log"))
-        time.sleep(1.0)
-        alive = [pid for pid in _lock_pids(runs) if os.path.exists(f"/proc/{pid}")]
+        gone = time.monotonic() + 5.0
+        alive = _lock_pids(runs)
+        while time.monotonic() < gone:
+            alive = [pid for pid in _lock_pids(runs) if running(pid)]
+            if not alive:
+                break
+            time.sleep(0.1)
         rerun = subprocess.run([sys.executable, "-c", GRID_CODE, data, runs], cwd=REPO,
                                capture_output=True, text=True, timeout=1800)
         got = (ast.literal_eval(rerun.stdout.strip().splitlines()[-1])
@@ -447,6 +452,16 @@ def fault_sigkill_grid(work: str, kills: int, seed: int) -> list[dict]:
                f"gave {got or rerun.stderr[-300:]} against {want}"),
             None, kill=k))
     return out
+
+
+def running(pid: int) -> bool:
+    """Whether process `pid` runs: it exists and is not a zombie (a killed orphan stays in
+    /proc until init reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _lock_pids(runs_dir: str) -> list[int]:
