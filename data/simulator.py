@@ -472,67 +472,65 @@ class IRecSim:
         no repeat terms; the examination e_k multiplies it by slot), for oracle policies.
         Reads state, changes none. -> items, channel, z, completion [n, N] and tags
         [n, N, T], N = C x K (req.candidates flattened)."""
+        cand = req.candidates.reshape(len(req), -1)
+        t = self._item_terms(req, cand)
+        z = click_logit(self.cfg, same_channel=0, shared_tags=0, **t["logit"])
+        if any(cfg_weight for cfg_weight in self._mechanism_weights()):
+            z = z + sum(self._mechanism_terms(req, cand, t["channel"]).values())
+        return dict(items=cand, channel=t["channel"], tags=t["tags"], z=z,
+                    completion=self._completion(t["logit"]["match"]))
+
+    def _item_terms(self, req: Requests, items_shown: np.ndarray) -> dict:
+        """The click model's terms of each item of `items_shown` [n, X] that do not depend on
+        the items above it: {"logit": click_logit's keyword inputs but the list terms,
+        "channel", "tags"} (reads state, changes none)."""
         cfg, items = self.cfg, self.world.items
         rows = req.rows
-        cand = req.candidates.reshape(len(req), -1)
-        channel = items.channel[cand]
-        tags = items.tags[cand]
-        match = np.einsum("nd,nsd->ns", self.interest[rows], items.latent[cand]
+        channel = items.channel[items_shown]
+        tags = items.tags[items_shown]
+        # float64 from here: numpy's float32 exp/log differ between SIMD targets (SSE vs AVX2).
+        match = np.einsum("nd,nsd->ns", self.interest[rows], items.latent[items_shown]
                           ).astype(np.float64)
-        age = np.maximum(req.timestamp[:, None] - items.publish_day[cand] * DAY, 0)
-        lifetime = items.lifetime_days[cand] * float(DAY)
+        age = np.maximum(req.timestamp[:, None] - items.publish_day[items_shown] * DAY, 0)
+        lifetime = items.lifetime_days[items_shown] * float(DAY)
         in_profile = np.take_along_axis(self.profile[rows], tags.reshape(len(rows), -1), axis=1)
         novel = ((tags > 0) & ~in_profile.reshape(tags.shape)).sum(-1)
         drift = (hour_drift(req.context[:, 0], cfg.hour_drift)
                  + network_drift(req.context[:, 2], cfg.network_effect))
-        z = click_logit(cfg, alpha=np.asarray(cfg.alpha)[channel], quality=items.quality[cand],
-                        same_channel=0, shared_tags=0, novel=novel,
-                        freshness=np.exp(-age / lifetime),
-                        drift=np.take_along_axis(drift, channel, axis=1),
-                        pref=np.take_along_axis(self.pref[rows], channel, axis=1), match=match,
-                        idio=idiosyncratic(cfg.seed, req.user_id[:, None], cand,
-                                           cfg.idiosyncratic_std))
-        if any(cfg_weight for cfg_weight in self._mechanism_weights()):
-            z = z + sum(self.mech.click_terms(rows, cand, channel, req.user_fields,
-                                              req.context[:, 0], req.timestamp,
-                                              req.day).values())
-        completion = sigmoid(cfg.completion_bias + cfg.completion_match * match)
-        return dict(items=cand, channel=channel, tags=tags, z=z, completion=completion)
+        logit = dict(alpha=np.asarray(cfg.alpha)[channel], quality=items.quality[items_shown],
+                     novel=novel, freshness=np.exp(-age / lifetime),
+                     drift=np.take_along_axis(drift, channel, axis=1),
+                     pref=np.take_along_axis(self.pref[rows], channel, axis=1), match=match,
+                     idio=idiosyncratic(cfg.seed, req.user_id[:, None], items_shown,
+                                        cfg.idiosyncratic_std))
+        return dict(logit=logit, channel=channel, tags=tags)
+
+    def _mechanism_terms(self, req: Requests, items_shown: np.ndarray, channel) -> dict:
+        return self.mech.click_terms(req.rows, items_shown, channel, req.user_fields,
+                                     req.context[:, 0], req.timestamp, req.day)
+
+    def _completion(self, match: np.ndarray) -> np.ndarray:
+        """The share of an item a click consumes (SIMULATOR.md step 4)."""
+        return sigmoid(self.cfg.completion_bias + self.cfg.completion_match * match)
 
     def _click_model(self, req: Requests, slates: np.ndarray) -> dict:
         """The click model's parts for `slates` at `req` (reads state, changes none)."""
-        cfg, items = self.cfg, self.world.items
-        rows = req.rows
-        channel = items.channel[slates]
-        tags = items.tags[slates]
+        cfg = self.cfg
+        t = self._item_terms(req, slates)
+        channel, tags, logit = t["channel"], t["tags"], t["logit"]
         shared = shared_tag_above(tags)
-        # float64 from here: numpy's float32 exp/log differ between SIMD targets (SSE vs AVX2).
-        match = np.einsum("nd,nsd->ns", self.interest[rows], items.latent[slates]
-                          ).astype(np.float64)
-        age = np.maximum(req.timestamp[:, None] - items.publish_day[slates] * DAY, 0)
-        lifetime = items.lifetime_days[slates] * float(DAY)
-        in_profile = np.take_along_axis(self.profile[rows], tags.reshape(len(rows), -1), axis=1)
-        novel = ((tags > 0) & ~in_profile.reshape(tags.shape)).sum(-1)
-        drift = (hour_drift(req.context[:, 0], cfg.hour_drift)
-                 + network_drift(req.context[:, 2], cfg.network_effect))
-        terms = dict(alpha=np.asarray(cfg.alpha)[channel], quality=items.quality[slates],
-                     same_channel=same_channel_above(channel), shared_tags=shared,
-                     novel=novel, freshness=np.exp(-age / lifetime),
-                     drift=np.take_along_axis(drift, channel, axis=1))
-        idio = idiosyncratic(cfg.seed, req.user_id[:, None], slates, cfg.idiosyncratic_std)
-        z = click_logit(cfg, pref=np.take_along_axis(self.pref[rows], channel, axis=1),
-                        match=match, idio=idio, **terms)
+        listed = dict(same_channel=same_channel_above(channel), shared_tags=shared)
+        z = click_logit(cfg, **logit, **listed)
         # what a model that knew the formula but not the user's latents or eps_ui would add up
-        known = click_logit(cfg, pref=np.full(z.shape, 1.0 / len(CHANNELS)),
-                            match=np.zeros(z.shape), idio=0.0, **terms)
-        mech = self.mech.click_terms(rows, slates, channel, req.user_fields, req.context[:, 0],
-                                     req.timestamp, req.day)
+        known = click_logit(cfg, **{**logit, "pref": np.full(z.shape, 1.0 / len(CHANNELS)),
+                                    "match": np.zeros(z.shape), "idio": 0.0}, **listed)
+        mech = self._mechanism_terms(req, slates, channel)
         if any(cfg_weight for cfg_weight in self._mechanism_weights()):
             extra = sum(mech.values())
             z, known = z + extra, known + extra
         p = self._exam[None, :] * sigmoid(z)
-        return dict(p=p, match=match, novel=novel, tags=tags, shared=shared, known=known,
-                    idio=idio, channel=channel, mech=mech)
+        return dict(p=p, match=logit["match"], novel=logit["novel"], tags=tags, shared=shared,
+                    known=known, idio=logit["idio"], channel=channel, mech=mech)
 
     def _feedback(self, req: Requests, slates: np.ndarray) -> Feedback:
         cfg, items = self.cfg, self.world.items
@@ -542,7 +540,7 @@ class IRecSim:
             m[k] for k in ("p", "match", "novel", "tags", "shared", "known", "idio", "channel",
                            "mech"))
         clicked = self.rng.uniform(size=p.shape) < p
-        completion = sigmoid(cfg.completion_bias + cfg.completion_match * match)
+        completion = self._completion(match)
         self.mech.after_page(rows, slates, channel, clicked, completion, req.timestamp)
         dwell = items.duration[slates] * completion * np.exp(
             self.rng.standard_normal(p.shape) * cfg.dwell_sigma)
