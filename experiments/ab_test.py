@@ -130,6 +130,9 @@ def define_flags() -> None:
     flags.DEFINE_list("settings", ["hrl_rec"], f"Rows, from {[s[0] for s in SETTINGS]}.")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds; each trained model is an arm.")
     flags.DEFINE_integer("start_day", -1, "First served day; -1 = the dataset's first test day.")
+    flags.DEFINE_integer("end_day", -1, "Serve the days before this one; -1 = to the last day. "
+                         "--start_day=<first test day - 1> --end_day=<first test day> serves "
+                         "the validation day alone: compare models there, not on the test days.")
     flags.DEFINE_list("item_scores", ["cosine"], "How each model's HRA picks the item of the "
                       "LRA's channel, one row each: cosine (Sec. 3.5), click (Eq. 16's f), "
                       "wolpertinger_q / wolpertinger_f (the --wolpertinger_k nearest by cosine, "
@@ -277,6 +280,11 @@ def main(argv):
     if start is not None and start >= cfg.n_days:
         raise app.UsageError(f"--start_day={start}: {FLAGS.data_dir} has days 0-"
                              f"{cfg.n_days - 1}")
+    end = None if FLAGS.end_day < 0 else FLAGS.end_day
+    first = cfg.test_start_day if start is None else start
+    if end is not None and not first < end <= cfg.n_days:
+        raise app.UsageError(f"--end_day={end}: expected a day after the first served day "
+                             f"({first}) and at most {cfg.n_days}")
     try:
         runs = grid.run_grid(settings, seeds, FLAGS.runs_dir, "ab_test: training")
     except grid.GridError as e:
@@ -293,7 +301,7 @@ def main(argv):
     def serve(label, act, m=0):
         t0 = time.monotonic()
         result = online.run_arm(cfg, world, n_shards, act, start, m,
-                                on_day=lambda *_: progress.update(1, extra=label))
+                                on_day=lambda *_: progress.update(1, extra=label), end_day=end)
         print(f"ab_test: {label}: ctr {result['ctr']:.4f} acn {result['acn']:.3f} awt "
               f"{result['awt']:.3f} ({time.monotonic() - t0:.0f} s)", flush=True)
         return result
@@ -309,8 +317,9 @@ def main(argv):
             model, world, FLAGS.epsilon, seed, row.item_score, FLAGS.wolpertinger_k),
             model.max_seq_len)
     notes = [f"Data: `{FLAGS.data_dir}` (fingerprint `{metadata['fingerprint']}`): "
-             f"{cfg.n_users} users; served days {base['days'][0]}-{base['days'][-1]} (the test "
-             f"days; earlier days replay the dataset). Models: HRL-Rec `{FLAGS.hrl_flagfile}` "
+             f"{cfg.n_users} users; served days {base['days'][0]}-{base['days'][-1]} ("
+             f"{'the test days' if base['days'][0] >= cfg.test_start_day else 'not test days'}"
+             f"; other days replay the dataset). Models: HRL-Rec `{FLAGS.hrl_flagfile}` "
              f"{' '.join(FLAGS.hrl_flag)}, DQN `{FLAGS.dqn_flagfile}` "
              f"{' '.join(FLAGS.dqn_flag)}, flat DDPG `{FLAGS.ddpg_flagfile}` "
              f"{' '.join(FLAGS.ddpg_flag)}; seeds {', '.join(map(str, seeds))}, epsilon "

@@ -215,15 +215,19 @@ def model_arm(model, world: World, epsilon: float = 0.0, seed: int = 0,
 
 
 def run_arm(cfg: SimConfig, world: World, n_shards: int, act, start_day: int | None = None,
-            m: int = 0, on_day=None) -> dict:
+            m: int = 0, on_day=None, end_day: int | None = None) -> dict:
     """Replays the dataset's days (its `n_shards` user shards, as data.generate) under the
-    logging policy and serves days >= start_day (default: the first test day) by
-    `act(req, policy, rng, history)` -> (slates, propensities), where history is the rows'
-    UserHistory of length m (None for m = 0: the arm reads none);
-    -> OnlineMetrics.report of those days."""
+    logging policy and serves days start_day <= day < end_day (default: the first test day
+    to the last day) by `act(req, policy, rng, history)` -> (slates, propensities), where
+    history is the rows' UserHistory of length m (None for m = 0: the arm reads none);
+    -> OnlineMetrics.report of those days. (end_day = the first test day serves the
+    validation day alone, e.g. to choose between models without reading the test days.)"""
     start = cfg.test_start_day if start_day is None else start_day
+    end = cfg.n_days if end_day is None else end_day
     if not 0 <= start < cfg.n_days:
         raise ValueError(f"start_day {start} out of range [0, {cfg.n_days})")
+    if not start < end <= cfg.n_days:
+        raise ValueError(f"end_day {end} out of range ({start}, {cfg.n_days}]")
     metrics = OnlineMetrics(len(world.users), world.n_tags, len(CHANNELS), cfg.n_days)
     for shard in range(n_shards):
         rows = len(range(shard, len(world.users), n_shards))
@@ -231,15 +235,15 @@ def run_arm(cfg: SimConfig, world: World, n_shards: int, act, start_day: int | N
                               world.items.tags.shape[1]) if m else None
 
         def arm_act(req, policy, rng):
-            return act(req, policy, rng, history) if req.day >= start else None
+            return act(req, policy, rng, history) if start <= req.day < end else None
 
         def observe(req, slates, fb):
             # the warm-up day is not in the dataset, so no model saw it in a history either
             if history is not None and req.day >= 0:
                 history.push(req.rows, shown_fields(world, req, slates, fb))
-            if req.day >= start:
+            if start <= req.day < end:
                 metrics.add(world, req, slates, fb)
 
         simulate_shard(cfg, shard, n_shards, world=world, on_day=on_day, act=arm_act,
                        observe=observe)
-    return metrics.report(list(range(start, cfg.n_days)))
+    return metrics.report(list(range(start, end)))

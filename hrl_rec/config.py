@@ -106,6 +106,21 @@ class HRLConfig:
         0.0, "Weight of a within-state ranking loss on the served cosine: softmax of kappa "
         "cos(a, d), the clicked item against the list's logged unclicked items (of its channel "
         "for the HRA, of every channel for the LRA). 0 = off (the paper).")
+    served_batch_negatives: int = help_field(
+        0, "Lists whose logged items join each slot's negatives in the ranking loss (in-batch "
+        "negatives, as two-tower retrieval trains; Yi et al., RecSys 2019): list b also ranks "
+        "its clicked item above the items of lists b-1..b-N of the batch (of the slot's "
+        "channel for the HRA; never the clicked item's own id), each re-encoded with slot t's "
+        "context fields (the item-age bucket included). 0 = the list's own items only "
+        "(docs/hrl_rec_actions.md, BN8: every figure fell).")
+    served_distill_weight: float = help_field(
+        0.0, "Weight of a listwise distillation of Eq. 16's ranking into the served cosine "
+        "(losses.distill_loss): at every slot, softmax of kappa cos(a, d_j) over the allowed "
+        "candidates (the list's items and the sampled ones; the slot's channel for the HRA) "
+        "is fitted to softmax of f(a, d_j) / --served_distill_temperature, f held fixed. "
+        "0 = off (the paper).")
+    served_distill_temperature: float = help_field(
+        1.0, "T of --served_distill_weight's teacher softmax (f's logits / T).")
     uniformity_weight: float = help_field(
         0.0, "Weight of a uniformity loss (DirectAU, Wang et al., KDD 2022; losses."
         "uniformity_loss): the log mean Gaussian potential between the batch's LRA actions, "
@@ -184,10 +199,14 @@ def validate(cfg: HRLConfig, n_channels: int) -> None:
         (cfg.learning_rate > 0.0, "learning_rate", "> 0"),
         (0.0 < cfg.learning_rate_decay <= 1.0, "learning_rate_decay", "in (0, 1]"),
         (cfg.dwell_unit_s > 0, "dwell_unit_s", "> 0"),
+        (cfg.served_batch_negatives >= 0, "served_batch_negatives", ">= 0"),
+        (cfg.served_distill_temperature > 0, "served_distill_temperature", "> 0"),
+        (cfg.served_batch_negatives == 0 or cfg.served_rank_weight > 0,
+         "served_batch_negatives", "0 unless --served_rank_weight > 0 (they are its negatives)"),
     ]
     for name in ("lra_loss_weight", "hra_loss_weight", "click_loss_weight",
                  "similarity_loss_weight", "embedding_l2", "served_click_weight",
-                 "served_rank_weight", "uniformity_weight"):
+                 "served_rank_weight", "served_distill_weight", "uniformity_weight"):
         checks.append((getattr(cfg, name) >= 0.0, name, ">= 0"))
     for name in ("reward_click", "reward_time", "reward_diversity", "reward_novelty"):
         checks.append((len(getattr(cfg, name)) in (1, n_channels), name,

@@ -171,14 +171,22 @@ class ItemEncoder(keras.layers.Layer):
             t.build((None,))
 
     def call(self, items: dict) -> tf.Tensor:
+        item, context = self.parts(items)
+        return tf.tanh(item if context is None else item + context)
+
+    def parts(self, items: dict):
+        """(item, context) before the tanh, [..., d] each: the item's own terms (id, channel,
+        fields, tags) and the context terms (None without `context`). d = tanh(item +
+        context), so an item can be re-encoded as if shown in another context."""
         x = self.id_table(items["item_id"]) + self.channel_table(items["channel"])
         for j, t in enumerate(self.field_tables):
             x += t(items["item_fields"][..., j])
         x += masked_mean(self.tag_table(items["tags"]), items["tags"] > 0, axis=-2)
-        if "context" in items:
-            for j, t in enumerate(self.context_tables):
-                x += t(items["context"][..., j])
-        return tf.tanh(x)
+        context = None
+        if "context" in items and self.context_tables:
+            context = tf.add_n([t(items["context"][..., j])
+                                for j, t in enumerate(self.context_tables)])
+        return x, context
 
     def get_config(self):
         return {**super().get_config(), "spec": self.spec, "embedding_dim": self.embedding_dim}

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from hrl_rec import distribute, losses, rewards
 from hrl_rec.config import HRLConfig, loss_weights, reward_weights
-from hrl_rec.model import HRLRec, candidate_items, soft_update
+from hrl_rec.model import HRLRec, candidate_items, slot_items, soft_update
 
 
 def most_similar(a, candidates, allowed):
@@ -73,6 +73,26 @@ def list_negatives(batch: dict, m: int):
     negatives = unclicked[:, None, :] & other & real[:, :, None]
     channel = batch["channel"][:, m:]
     return negatives, negatives & tf.equal(channel[:, :, None], channel[:, None, :])
+
+
+def batch_negatives(batch: dict, m: int, n_lists: int):
+    """(rows [B, K], (LRA, HRA) masks [B, S, K]) with K = n_lists * S: the logged items of
+    lists b-1..b-n_lists of the batch (wrapping around) as negatives of list b's slots, for
+    `losses.served_rank_loss`'s extra negatives. rows index the batch's logged items flattened
+    to [B * S]. A slot's negative is a real item of another list whose id is not the slot's
+    own item's; the HRA's are also of the slot's channel. Lists that wrap back to b itself
+    (batches smaller than n_lists + 1) are masked out."""
+    real = batch["mask"][:, m:] > 0
+    ids, channel = batch["item_id"][:, m:], batch["channel"][:, m:]
+    b, s = tf.shape(real)[0], tf.shape(real)[1]
+    lists = tf.range(b)[:, None] - tf.range(1, n_lists + 1)[None, :]           # [B, N]
+    other = tf.not_equal(tf.math.floormod(lists, b), tf.range(b)[:, None])
+    lists = tf.math.floormod(lists, b)
+    rows = tf.reshape(lists[:, :, None] * s + tf.range(s)[None, None, :], [b, -1])  # [B, K]
+    flat = lambda x: tf.gather(tf.reshape(x, [-1]), rows)                      # noqa: E731
+    ok = (flat(real) & tf.reshape(tf.repeat(other, s, axis=1), [b, -1]))[:, None, :]
+    ok = ok & real[:, :, None] & tf.not_equal(flat(ids)[:, None, :], ids[:, :, None])
+    return rows, (ok, ok & tf.equal(flat(channel)[:, None, :], channel[:, :, None]))
 
 
 def pairwise_wins(scores, negatives, clicked):
@@ -241,6 +261,9 @@ class Learner:
             total = losses.total_loss(l_low, l_high, click, similarity, loss_weights(cfg))
             served_click, served_rank = self.served_losses(fwd, batch, weight)
             total += cfg.served_click_weight * served_click + cfg.served_rank_weight * served_rank
+            distill = (self.distill_loss(fwd, batch, weight) if cfg.served_distill_weight > 0
+                       else tf.constant(0.0))
+            total += cfg.served_distill_weight * distill
             uniformity = tf.constant(0.0)
             if cfg.uniformity_weight > 0:
                 uniformity = (losses.uniformity_loss(fwd.a_low, weight)
@@ -269,7 +292,7 @@ class Learner:
             "loss/hra_critic": critic_high, "loss/hra_actor": actor_high,
             "loss/click": click, "loss/similarity": similarity, "loss/anchor": anchor,
             "loss/served_click": served_click, "loss/served_rank": served_rank,
-            "loss/uniformity": uniformity,
+            "loss/uniformity": uniformity, "loss/served_distill": distill,
             "loss/embedding_l2": l2,
             "q/lra": mean(model.lra.q(s_low, fwd.logged)), "q/hra": mean(
                 model.hra.q(s_high, fwd.logged)),
@@ -302,11 +325,44 @@ class Learner:
         served_rank = zero
         if cfg.served_rank_weight > 0:
             negatives = list_negatives(batch, m)
+            extra = [(None, None)] * 2
+            if cfg.served_batch_negatives > 0:
+                rows, masks = batch_negatives(batch, m, cfg.served_batch_negatives)
+                item, context = model.items.parts(slot_items(batch, m))
+                other = tf.gather(tf.reshape(item, [-1, tf.shape(item)[-1]]), rows)  # [B, K, d]
+                if context is not None:   # other lists' items as if shown in slot t's context
+                    d_other = tf.tanh(other[:, None] + context[:, :, None])         # [B, S, K, d]
+                else:
+                    d_other = tf.tanh(other)[:, None]
+                extra = [(head.cosine_logit(a[:, :, None], d_other), mask)
+                         for (a, head), mask in zip(pairs, masks)]
             served_rank = tf.add_n([
                 losses.served_rank_loss(
-                    head.cosine_logit(a[:, :, None], fwd.logged[:, None]), neg, clicked, weight)
-                for (a, head), neg in zip(pairs, negatives)])
+                    head.cosine_logit(a[:, :, None], fwd.logged[:, None]), neg, clicked, weight,
+                    *more)
+                for (a, head), neg, more in zip(pairs, negatives, extra)])
         return served_click, served_rank
+
+    def distill_loss(self, fwd, batch, weight):
+        """`losses.distill_loss` summed over both agents: each agent's kappa cos(a_t, d_j)
+        against Eq. 16's f(a_t, d_j) (the slot's joint action [a^l_t; a^h_t]) over the
+        candidates slot t may pick (`allowed_candidates`: the LRA's of every channel, the
+        HRA's of the slot's channel), the list's items and the sampled ones as embedded in
+        `fwd.candidates`."""
+        model, cfg = self.model, self.cfg
+        allowed = allowed_candidates(batch, self.m)
+        joint = tf.concat([fwd.a_low, fwd.a_high], -1)[:, :, None]                # [B, S, 1, 2d]
+        cand = fwd.candidates[:, None]                                              # [B, 1, N, d]
+        shape = tf.concat([tf.shape(joint)[:2], tf.shape(cand)[2:3]], 0)            # B, S, N
+        teacher = model.click(
+            tf.broadcast_to(joint, tf.concat([shape, tf.shape(joint)[-1:]], 0)),
+            tf.broadcast_to(cand, tf.concat([shape, tf.shape(cand)[-1:]], 0)),
+            tf.broadcast_to(fwd.slot[:, :, None], shape))                           # [B, S, N]
+        return tf.add_n([
+            losses.distill_loss(head.cosine_logit(a[:, :, None], cand), teacher, mask, weight,
+                                cfg.served_distill_temperature)
+            for (a, head), mask in zip(((fwd.a_low, model.served_low),
+                                        (fwd.a_high, model.served_high)), allowed)])
 
     def _extra_critic_steps(self, fixed, weight, share):
         """critic_steps - 1 critic updates on fixed states, actions and targets."""

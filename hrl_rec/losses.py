@@ -75,7 +75,8 @@ def total_loss(l_low, l_high, l_click, l_similarity, weights):
     return w_l * l_low + w_h * l_high + w_c * l_click + w_s * l_similarity
 
 
-def served_rank_loss(scores, negatives, clicked, weight):
+def served_rank_loss(scores, negatives, clicked, weight, extra_scores=None,
+                     extra_negatives=None):
     """Within-state ranking of the served score (ours; a listwise softmax, as a sampled-softmax
     retrieval loss): for each clicked slot t with at least one negative,
 
@@ -85,15 +86,44 @@ def served_rank_loss(scores, negatives, clicked, weight):
     logged negatives of slot t (`negatives`). scores [B, S, S], negatives [B, S, S] bool,
     clicked and weight [B, S] -> scalar. The negatives are logged impressions of the same list,
     shown in the same request and context, never sampled candidates, whose cold ids and slot-0
-    context would tell the model which item is the positive.
+    context would tell the model which item is the positive. `extra_scores` [B, S, K] with
+    `extra_negatives` [B, S, K] bool add K more negatives per slot to N_t (the other lists'
+    items of `served_batch_negatives`, re-encoded in slot t's context).
     """
     positive = tf.linalg.diag_part(scores)                                      # [B, S]
     masked = tf.where(negatives, scores, tf.fill(tf.shape(scores), -1e9))
-    logits = tf.concat([positive[..., None], masked], axis=-1)
+    pieces, any_negative = [positive[..., None], masked], tf.reduce_any(negatives, -1)
+    if extra_scores is not None:
+        pieces.append(tf.where(extra_negatives, extra_scores,
+                               tf.fill(tf.shape(extra_scores), -1e9)))
+        any_negative |= tf.reduce_any(extra_negatives, -1)
+    logits = tf.concat(pieces, axis=-1)
     per_slot = tf.reduce_logsumexp(logits, axis=-1) - positive
-    has_negative = tf.cast(tf.reduce_any(negatives, -1), per_slot.dtype)
+    has_negative = tf.cast(any_negative, per_slot.dtype)
     return _mean(per_slot, tf.cast(weight, per_slot.dtype) * tf.cast(clicked, per_slot.dtype)
                  * has_negative)
+
+
+def distill_loss(student, teacher, allowed, weight, temperature: float = 1.0):
+    """Listwise distillation of a ranking (ours; Hinton et al. 2015's soft targets, as
+    ranking distillation does for recommenders, Tang & Wang, KDD 2018): over the allowed
+    candidates j of each slot t,
+
+        L = E_t[ -sum_j p_tj log q_tj ],  p_t = softmax_j(teacher_tj / T),
+                                          q_t = softmax_j(student_tj),
+
+    the teacher held fixed (no gradient). HRL-Rec uses it to teach the served cosine
+    (student: kappa cos(a_t, d_j)) the ranking of Eq. 16's f (teacher: f(a_t, d_j)) over every
+    candidate, sampled ones included, as serving ranks them. student, teacher [B, S, N],
+    allowed [B, S, N] bool, weight [B, S] -> scalar; a slot with < 2 allowed candidates adds
+    nothing.
+    """
+    fill = lambda x: tf.where(allowed, x, tf.fill(tf.shape(x), -1e9))  # noqa: E731
+    p = tf.nn.softmax(fill(tf.stop_gradient(teacher) / temperature), axis=-1)
+    log_q = tf.nn.log_softmax(fill(student), axis=-1)
+    per_slot = -tf.reduce_sum(tf.where(allowed, p * log_q, tf.zeros_like(log_q)), axis=-1)
+    several = tf.reduce_sum(tf.cast(allowed, per_slot.dtype), -1) >= 2
+    return _mean(per_slot, tf.cast(weight, per_slot.dtype) * tf.cast(several, per_slot.dtype))
 
 
 def uniformity_loss(x, weight, t: float = 2.0):

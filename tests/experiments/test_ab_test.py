@@ -173,3 +173,7 @@ def test_a_start_day_past_the_data_is_named(sim_data, tmp_path):
     bad = _cli(f"--data_dir={sim_data}", "--start_day=9", f"--runs_dir={tmp_path}")
     assert bad.returncode != 0 and f"--start_day=9: {sim_data} has days 0-3" in bad.stderr
     assert not list(tmp_path.iterdir())                  # nothing trained
+    bad = _cli(f"--data_dir={sim_data}", "--start_day=2", "--end_day=2", f"--runs_dir={tmp_path}")
+    assert bad.returncode != 0 and "--end_day=2: expected a day after the first served day (2)" \
+        in bad.stderr
+    assert not list(tmp_path.iterdir())

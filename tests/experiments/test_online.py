@@ -31,6 +31,25 @@ def test_logging_arm_from_day_0_replays_the_dataset(sim):
     assert report["acn"] == pytest.approx(report["clicks"] / 150)
 
 
+def test_end_day_serves_only_the_days_before_it_and_the_rest_replays(sim):
+    cfg, world, metadata = sim
+    served = []
+
+    def act(req, policy, rng, history):
+        served.append(req.day)
+        return None                                    # the logging policy's slates
+
+    whole = online.run_arm(cfg, world, metadata["shards"], online.logging_arm(cfg.epsilon),
+                           start_day=0)
+    first = online.run_arm(cfg, world, metadata["shards"], act, start_day=1, end_day=3)
+    assert sorted(set(served)) == [1, 2] and first["days"] == [1, 2]
+    by_day = online.run_arm(cfg, world, metadata["shards"], online.logging_arm(cfg.epsilon),
+                            start_day=3)
+    assert first["impressions"] + by_day["impressions"] < whole["impressions"]
+    with pytest.raises(ValueError, match="end_day 1 out of range"):
+        online.run_arm(cfg, world, 1, act, start_day=1, end_day=1)
+
+
 def test_online_histories_equal_the_pipelines_windows(sim, sim_data):
     """The window an arm reads at a test request is the one data.pipeline builds for the same
     request from the written log (the arm here is the dataset's own policy)."""

@@ -8,7 +8,8 @@ from sklearn.metrics import roc_auc_score
 
 from hrl_rec import losses
 from hrl_rec.config import HRLConfig, validate
-from hrl_rec.learner import (Learner, allowed_candidates, list_negatives, most_similar,
+from hrl_rec.learner import (Learner, allowed_candidates, batch_negatives, list_negatives,
+                             most_similar,
                              pairwise_wins)
 from hrl_rec.model import soft_update, target_copy
 from tests.hrl_rec.helpers import list_batch, tiny_config, tiny_model
@@ -280,6 +281,27 @@ def test_list_negatives_are_the_lists_unclicked_items_and_for_the_hra_of_its_cha
                 assert neg_high[b, t, j] == (want and channel[b, j] == channel[b, t])
 
 
+def test_batch_negatives_are_the_previous_lists_real_items_other_ids_and_hra_same_channel():
+    batch = list_batch(b=3, short_last=True)
+    batch["item_id"] = tf.constant(np.arange(3 * 14).reshape(3, 14) % 7)   # repeated ids
+    rows, (neg_low, neg_high) = (x if i == 0 else tuple(m.numpy() for m in x)
+                                 for i, x in enumerate(batch_negatives(batch, 4, 2)))
+    real = batch["mask"].numpy()[:, 4:] > 0
+    ids, channel = batch["item_id"].numpy()[:, 4:], batch["channel"].numpy()[:, 4:]
+    for b in range(3):
+        others = [(b - 1) % 3, (b - 2) % 3]
+        assert list(rows.numpy()[b]) == [o * 10 + j for o in others for j in range(10)]
+        for t in range(10):
+            for k, (o, j) in enumerate((o, j) for o in others for j in range(10)):
+                want = real[b, t] and real[o, j] and ids[o, j] != ids[b, t]
+                assert neg_low[b, t, k] == want
+                assert neg_high[b, t, k] == (want and channel[o, j] == channel[b, t])
+    # a batch of 2 with 2 lists asked for: list b - 2 is b itself and is masked out
+    small = {k: v[:2] for k, v in batch.items()}
+    _, (low, _) = batch_negatives(small, 4, 2)
+    assert not low.numpy()[:, :, 10:].any()
+
+
 def test_pairwise_wins_count_negatives_below_the_clicked_item_ties_half():
     scores = tf.constant([[[0.5, 0.2, 0.5, 0.9], [0.0, 0.1, 0.2, 0.3],
                            [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]])
@@ -335,6 +357,82 @@ def test_served_losses_are_the_bce_and_ranking_of_both_agents_served_scores(bias
     assert [float(x) for x in off.served_losses(fwd, batch, weight)] == [0.0, 0.0]
 
 
+def test_served_ranking_with_batch_negatives_adds_other_lists_items_in_the_slots_context():
+    model = tiny_model()
+    learner = Learner(model, target_copy(model), tiny_config(served_rank_weight=1.0,
+                                                             served_batch_negatives=1))
+    batch = list_batch(b=3)
+    fwd = model.forward(batch)
+    weight, _ = learner.transition_masks(batch)
+    _, rank = learner.served_losses(fwd, batch, weight)
+    a_l, a_h, d = fwd.a_low.numpy(), fwd.a_high.numpy(), fwd.logged.numpy()
+    item, context = (x.numpy() for x in model.items.parts(
+        {k: batch[k][:, 4:] for k in ("item_id", "channel", "item_fields", "tags", "context")}))
+    np.testing.assert_allclose(np.tanh(item + context), d, atol=1e-6)   # d = tanh(item + ctx)
+    y, w = batch["clicked"].numpy()[:, 4:], weight.numpy()
+    real = batch["mask"].numpy()[:, 4:] > 0
+    ids, channel = batch["item_id"].numpy()[:, 4:], batch["channel"].numpy()[:, 4:]
+    neg_low, neg_high = (x.numpy() for x in list_negatives(batch, 4))
+
+    def cos(x, z):
+        return (x * z).sum(-1) / np.linalg.norm(x, axis=-1) / np.linalg.norm(z, axis=-1)
+
+    want = 0.0
+    for a, head, neg, same_channel in ((a_l, model.served_low, neg_low, False),
+                                       (a_h, model.served_high, neg_high, True)):
+        kappa = np.exp(head.log_kappa.numpy())
+        terms, count = 0.0, 0
+        for b in range(3):
+            o = (b - 1) % 3                       # the one other list: the previous one
+            for t in range(10):
+                if not (w[b, t] and y[b, t]):
+                    continue
+                row = [kappa * cos(a[b, t], d[b, t])]
+                row += [kappa * cos(a[b, t], d[b, j]) for j in range(10) if neg[b, t, j]]
+                row += [kappa * cos(a[b, t], np.tanh(item[o, j] + context[b, t]))
+                        for j in range(10) if real[o, j] and ids[o, j] != ids[b, t]
+                        and (not same_channel or channel[o, j] == channel[b, t])]
+                if len(row) > 1:
+                    terms += np.log(np.exp(row).sum()) - row[0]
+                    count += 1
+        want += terms / max(count, 1)
+    assert float(rank) == pytest.approx(want, rel=1e-4)
+
+
+def test_distill_loss_fits_each_agents_served_cosine_to_f_over_its_allowed_candidates():
+    model = tiny_model(click_interaction=True)
+    learner = Learner(model, target_copy(model), tiny_config(served_distill_weight=1.0,
+                                                             served_distill_temperature=0.5))
+    batch = list_batch(b=2)
+    fwd = model.forward(batch)
+    weight, _ = learner.transition_masks(batch)
+    got = float(learner.distill_loss(fwd, batch, weight))
+    a_l, a_h, cand = fwd.a_low.numpy(), fwd.a_high.numpy(), fwd.candidates.numpy()
+    joint = np.concatenate([a_l, a_h], -1)
+    w_f, b_f, w_ad = (model.click.w.numpy(), model.click.b.numpy(), model.click.w_ad.numpy())
+    allowed = [x.numpy() for x in allowed_candidates(batch, 4)]
+    w = weight.numpy()
+    want = 0.0
+    for a, head, mask in ((a_l, model.served_low, allowed[0]), (a_h, model.served_high,
+                                                                  allowed[1])):
+        kappa = np.exp(head.log_kappa.numpy())
+        terms, total = 0.0, 0.0
+        for b in range(2):
+            for t in range(10):
+                j = np.flatnonzero(mask[b, t])
+                if not w[b, t] or len(j) < 2:
+                    continue
+                f = np.array([np.r_[joint[b, t], cand[b, k]] @ w_f + b_f
+                              + joint[b, t] @ w_ad @ cand[b, k] for k in j]) / 0.5
+                u = kappa * np.array([a[b, t] @ cand[b, k] / np.linalg.norm(a[b, t])
+                                      / np.linalg.norm(cand[b, k]) for k in j])
+                p = np.exp(f - f.max()) / np.exp(f - f.max()).sum()
+                terms += -w[b, t] * (p * (u - np.log(np.exp(u).sum()))).sum()
+                total += w[b, t]
+        want += terms / total
+    assert got == pytest.approx(want, rel=1e-4)
+
+
 def test_critic_max_actor_objective_pulls_the_action_to_the_critic_best_direction():
     keras.utils.set_random_seed(0)
     model = tiny_model(critic_form="bilinear", critic_direction=True)
@@ -371,7 +469,14 @@ def test_new_flags_are_validated_by_name():
                                ({"served_bias": "user"}, "--served_bias=user"),
                                ({"served_rank_weight": -1.0}, "--served_rank_weight=-1.0"),
                                ({"served_click_weight": -1.0}, "--served_click_weight=-1.0"),
-                               ({"uniformity_weight": -1.0}, "--uniformity_weight=-1.0")]:
+                               ({"uniformity_weight": -1.0}, "--uniformity_weight=-1.0"),
+                               ({"served_batch_negatives": -1}, "--served_batch_negatives=-1"),
+                               ({"served_distill_weight": -1.0}, "--served_distill_weight=-1.0"),
+                               ({"served_distill_temperature": 0.0},
+                                "--served_distill_temperature=0.0"),
+                               ({"served_batch_negatives": 2},
+                                "--served_batch_negatives=2: expected 0 unless "
+                                "--served_rank_weight > 0")]:
         with pytest.raises(ValueError, match=pattern):
             validate(HRLConfig(**overrides), 4)
 

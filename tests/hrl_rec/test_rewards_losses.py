@@ -94,6 +94,44 @@ def test_served_rank_loss_hand_computed():
     # a clicked slot with no negative adds nothing
     none = tf.zeros_like(neg)
     assert float(losses.served_rank_loss(u, none, clicked, tf.ones([1, 3]))) == 0.0
+    # extra negatives join the softmax; a slot whose only negatives are extra ones counts too
+    extra = tf.constant([[[4.0, -1.0], [0.5, 2.0], [7.0, 7.0]]])
+    extra_neg = tf.constant([[[True, False], [False, True], [True, True]]])
+    loss = losses.served_rank_loss(u, none, clicked, tf.ones([1, 3]), extra, extra_neg)
+    slot0 = -2.0 + np.log(np.exp(2.0) + np.exp(4.0))
+    slot1 = -1.0 + np.log(np.exp(1.0) + np.exp(2.0))
+    assert float(loss) == pytest.approx((slot0 + slot1) / 2, rel=1e-5)
+    loss = losses.served_rank_loss(u, neg, clicked, tf.ones([1, 3]), extra, extra_neg)
+    slot0 = -2.0 + np.log(np.exp(2.0) + np.exp(1.0) + np.exp(0.0) + np.exp(4.0))
+    slot1 = -1.0 + np.log(np.exp(1.0) + np.exp(3.0) + np.exp(2.0))
+    assert float(loss) == pytest.approx((slot0 + slot1) / 2, rel=1e-5)
+
+
+def test_distill_loss_hand_computed():
+    # one list, 2 slots, 3 candidates. Slot 0 allows all three, slot 1 only candidates 0 and 2.
+    student = tf.constant([[[1.0, 0.0, -1.0], [2.0, 5.0, 0.0]]])
+    teacher = tf.constant([[[0.0, 2.0, 0.0], [1.0, 9.0, -1.0]]])
+    allowed = tf.constant([[[True, True, True], [True, False, True]]])
+    weight = tf.constant([[1.0, 1.0]])
+
+    def ce(t, s):
+        p = np.exp(t) / np.exp(t).sum()
+        return -(p * (s - np.log(np.exp(s).sum()))).sum()
+
+    want = (ce(np.array([0.0, 2.0, 0.0]), np.array([1.0, 0.0, -1.0]))
+            + ce(np.array([1.0, -1.0]), np.array([2.0, 0.0]))) / 2
+    assert float(losses.distill_loss(student, teacher, allowed, weight)) == pytest.approx(
+        want, rel=1e-5)
+    # the temperature divides the teacher's logits; a slot with one allowed candidate is skipped
+    one = tf.constant([[[True, True, True], [False, False, True]]])
+    want = ce(np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, -1.0]))
+    assert float(losses.distill_loss(student, teacher, one, weight, temperature=2.0)) == \
+        pytest.approx(want, rel=1e-5)
+    # it is minimised by the teacher's own ranking: student = teacher gives the entropy
+    p = np.exp([0.0, 2.0, 0.0]) / np.exp([0.0, 2.0, 0.0]).sum()
+    assert float(losses.distill_loss(teacher[:, :1], teacher[:, :1], allowed[:, :1],
+                                     weight[:, :1])) == pytest.approx(-(p * np.log(p)).sum(),
+                                                                      rel=1e-5)
 
 
 def test_uniformity_loss_hand_computed():

@@ -33,7 +33,8 @@ def test_train_cli_end_to_end(sim_data, tmp_path):
     model_dir = tmp_path / "run"
     done = _run([f"--data_dir={sim_data}", f"--model_dir={model_dir}", "--epochs=2",
                  "--patience=2", "--state_window=prefix", "--log_every=2", "--deterministic",
-                 "--served_rank_weight=10", "--select_by=auc_cosine_by_slot", *TINY_FLAGS])
+                 "--served_rank_weight=10", "--select_by=auc_cosine_by_slot",
+                 "--served_batch_negatives=2", "--served_distill_weight=1", *TINY_FLAGS])
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((model_dir / "eval.json").read_text())
     # --select_by: the epoch with the best validation within-slot AUC of the served cosine
