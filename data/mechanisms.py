@@ -6,7 +6,8 @@ impression, so that `benchmarks.mechanisms` can remove one from the oracle.
 
 Click logit (per impression of item i, channel c, user u, request at time t on day D):
 
-    clickbait   + w_cb * b_i                  b_i ~ U(0, 1) per item        (clicks now)
+    clickbait   + w_cb * b_i                  b_i ~ U(0, 1) on a share p of items, else 0
+                                              (clicks now; p = --clickbait_share, 1 = all)
     satiation   - w_sat * S_uc(t)             S_uc = sum over u's earlier clicks on c of
                                               2^(-(t - t_click) / half-life)
     triple      + w_3 * T[age_u, hour_t // 6, c]   T ~ N(0, 1) with every pairwise and
@@ -37,8 +38,12 @@ CLICK_TERMS = ("clickbait", "satiation", "triple", "shock")
 
 
 def clickbait_scores(cfg: SimConfig, n_items: int) -> np.ndarray:
-    """b_i ~ U(0, 1) per item, from the stream (seed, 21)."""
-    return np.random.default_rng([cfg.seed, 21]).uniform(size=n_items)
+    """b_i per item from the stream (seed, 21): u_i ~ U(0, 1) and, with p = --clickbait_share,
+    b_i = max(0, (u_i - (1 - p)) / p): U(0, 1) on a random share p of the items, 0 on the
+    rest (p = 1: b_i = u_i, the draw of before)."""
+    u = np.random.default_rng([cfg.seed, 21]).uniform(size=n_items)
+    p = cfg.clickbait_share
+    return u if p >= 1.0 else np.maximum(0.0, (u - (1.0 - p)) / p)
 
 
 def pure_three_way(table: np.ndarray, weights=None) -> np.ndarray:

@@ -98,6 +98,10 @@ class SimConfig:
     clickbait_weight: float = help_field(
         0.0, "Click-logit weight of an item's clickbait score b_i ~ U(0, 1) (clicks now); "
         "0 = no clickbait.")
+    clickbait_share: float = help_field(
+        1.0, "Share of items that carry clickbait: b_i ~ U(0, 1) on a random share of the "
+        "items, 0 on the rest (1 = every item, as before; a minority makes the click appeal "
+        "and the long-term value of most items independent, so ranking can avoid it).")
     clickbait_satisfaction: float = help_field(
         0.0, "Satisfaction lost per click times b_i (satisfaction later; with "
         "--clickbait_weight, a click-maximiser loses return visits).")
@@ -159,6 +163,8 @@ class SimConfig:
             raise ValueError(f"--satiation_halflife_h={self.satiation_halflife_h} must be > 0")
         if self.shock_days < 0:
             raise ValueError(f"--shock_days={self.shock_days} must be >= 0")
+        if not 0.0 < self.clickbait_share <= 1.0:
+            raise ValueError(f"--clickbait_share={self.clickbait_share} must be in (0, 1]")
         if self.item_source not in ("procedural", "kuairand"):
             raise ValueError(f"--item_source={self.item_source!r}: expected procedural|kuairand")
         if self.item_source == "kuairand" and not self.kuairand_dir:

@@ -84,6 +84,19 @@ def test_fatigue_lowers_the_return_rate_after_a_single_channel_day_not_after_an_
     assert all(f[1] == 1.0 for f in factors)
 
 
+def test_clickbait_share_keeps_u01_on_a_share_of_items_and_zero_elsewhere():
+    u = np.random.default_rng([3, 21]).uniform(size=2000)
+    every = mechanisms.clickbait_scores(SimConfig(seed=3), 2000)
+    np.testing.assert_array_equal(every, u)                      # share 1: the draw of before
+    some = mechanisms.clickbait_scores(SimConfig(seed=3, clickbait_share=0.25), 2000)
+    np.testing.assert_allclose(some, np.maximum(0.0, (u - 0.75) / 0.25))
+    carrying = some > 0
+    assert 0.22 < carrying.mean() < 0.28                         # about a quarter of the items
+    assert 0.45 < some[carrying].mean() < 0.55                   # each of them U(0, 1)
+    with pytest.raises(ValueError, match="--clickbait_share=0.0 must be in"):
+        SimConfig(clickbait_share=0.0)
+
+
 def test_satisfaction_rises_with_completion_and_falls_with_clicked_clickbait():
     cfg = SimConfig(satisfaction_completion=1.0, clickbait_satisfaction=2.0)
     state = MechanismState(cfg, 1, 10, np.ones(6))
