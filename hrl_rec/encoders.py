@@ -90,6 +90,14 @@ class StateEncoder(keras.layers.Layer):
     the window's impressions (h_0 counts as one behaviour, so profile information survives).
     """
 
+    # True runs the prefix window's GRU as one matmul for every step's input projection, then
+    # a loop of the recurrent part alone (`_prefix_gru`); False (the default) runs Keras's GRU
+    # layer, which projects each step's input inside its loop. Same weights and values
+    # (tested). At paper sizes with XLA the hoisted form was no faster (GRU forward 82-85 ms
+    # vs 45-49 ms, full step 2.31 vs 2.40 s, within this machine's noise; docs/train_speed.md),
+    # so it stays off; benchmarks.train_profile --gru=hoisted times it.
+    hoisted_gru = False
+
     def __init__(self, hidden_dim: int = 128, max_seq_len: int = 50, gru: bool = True,
                  window: str = "sliding", **kwargs):
         super().__init__(**kwargs)
@@ -113,7 +121,10 @@ class StateEncoder(keras.layers.Layer):
             return self._average(f, mask, h0)
         # Keras returns zeros, not h_0, for steps before the first unmasked one: put h_0 back.
         if self.window == "prefix":
-            seq = self.cell(f, mask=mask, initial_state=h0)[:, m - 1:]
+            if self.hoisted_gru:
+                seq = self._prefix_gru(f, mask, h0)[:, m - 1:]
+            else:
+                seq = self.cell(f, mask=mask, initial_state=h0)[:, m - 1:]
             seen = tf.cumsum(tf.cast(mask, tf.int32), axis=1)[:, m - 1:] > 0
             return tf.where(seen[..., None], seq, h0[:, None])
         idx = tf.range(n_states)[:, None] + tf.range(m)[None, :]       # [N, m]
@@ -125,6 +136,30 @@ class StateEncoder(keras.layers.Layer):
                          initial_state=tf.repeat(h0, n_states, axis=0))
         last = tf.reshape(last, [b, n_states, self.hidden_dim])
         return tf.where(tf.reduce_any(wmask, axis=2)[..., None], last, h0[:, None])
+
+    def _prefix_gru(self, f, mask, h0):
+        """[B, L, d_h]: the hidden state after each position, h_0 before the first impression.
+        Keras's GRU cell (reset_after, Cho et al. 2014 as cuDNN runs it), with x W + b_x for
+        all L positions as one matmul before the loop:
+
+            z = sigmoid(x_z + h U_z + c_z),  r = sigmoid(x_r + h U_r + c_r),
+            h~ = tanh(x_h + r * (h U_h + c_h)),  h' = z * h + (1 - z) * h~,
+
+        x_* = x W_* + b_*; a masked position leaves h unchanged."""
+        cell = self.cell.cell
+        x = tf.tensordot(f, cell.kernel, 1) + cell.bias[0]                       # [B, L, 3 d_h]
+        rec, rec_bias = cell.recurrent_kernel, cell.bias[1]
+
+        def step(h, inputs):
+            x_t, m_t = inputs
+            x_z, x_r, x_h = tf.split(x_t, 3, axis=-1)
+            h_z, h_r, h_h = tf.split(tf.matmul(h, rec) + rec_bias, 3, axis=-1)
+            z, r = tf.sigmoid(x_z + h_z), tf.sigmoid(x_r + h_r)
+            new = z * h + (1.0 - z) * tf.tanh(x_h + r * h_h)
+            return tf.where(m_t[:, None], new, h)
+
+        states = tf.scan(step, (tf.transpose(x, [1, 0, 2]), tf.transpose(mask)), initializer=h0)
+        return tf.transpose(states, [1, 0, 2])
 
     def step(self, x, h, mask):
         """One GRU step (prefix window, GRU only): the state after one more behaviour.

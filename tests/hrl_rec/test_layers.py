@@ -129,6 +129,31 @@ def test_state_encoder_gru_eq2_sliding_and_prefix_against_plain_gru_runs():
     np.testing.assert_allclose(empty, np.repeat(h0.numpy()[:, None], 5, 1), rtol=1e-6)
 
 
+@pytest.mark.parametrize("hoisted", [True, False])
+def test_prefix_gru_hand_computed_with_a_masked_step_both_implementations(hoisted, monkeypatch):
+    monkeypatch.setattr(StateEncoder, "hoisted_gru", hoisted)
+    enc = StateEncoder(hidden_dim=1, max_seq_len=1, window="prefix")
+    enc.build()
+    # kernel W = (W_z, W_r, W_h), recurrent U, biases (b input, c recurrent), d_h = 1
+    enc.cell.set_weights([np.array([[0.5, -1.0, 2.0]], np.float32),
+                          np.array([[1.0, 0.5, -0.5]], np.float32),
+                          np.array([[0.1, 0.0, -0.2], [0.0, 0.3, 0.1]], np.float32)])
+    f = tf.constant([[[1.0], [4.0], [-1.0]]])
+    mask = tf.constant([[1, 0, 1]])
+    h0 = tf.constant([[0.2]])
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+
+    def gru(x, h):
+        z = sig(0.5 * x + 0.1 + 1.0 * h + 0.0)
+        r = sig(-1.0 * x + 0.0 + 0.5 * h + 0.3)
+        cand = np.tanh(2.0 * x - 0.2 + r * (-0.5 * h + 0.1))
+        return z * h + (1 - z) * cand
+
+    h1 = gru(1.0, 0.2)
+    h3 = gru(-1.0, h1)                    # position 1 is masked: h stays h1
+    np.testing.assert_allclose(enc(f, mask, h0).numpy()[0, :, 0], [h1, h1, h3], rtol=1e-5)
+
+
 def test_state_encoder_rejects_unknown_window():
     with pytest.raises(ValueError, match="window must be 'sliding' or 'prefix'"):
         StateEncoder(window="full")
