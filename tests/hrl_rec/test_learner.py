@@ -313,17 +313,22 @@ def test_pairwise_wins_count_negatives_below_the_clicked_item_ties_half():
     np.testing.assert_allclose(pairs.numpy(), [[3.0, 0.0, 0.0, 0.0]])
 
 
+def _learner_pass(model, b=3, **config):
+    """(learner, batch, forward pass, transition weights) of `model` on a list batch."""
+    learner = Learner(model, target_copy(model), tiny_config(**config))
+    batch = list_batch(b=b)
+    weight, _ = learner.transition_masks(batch)
+    return learner, batch, model.forward(batch), weight
+
+
 @pytest.mark.parametrize("bias", ["action", "slot"])
 def test_served_losses_are_the_bce_and_ranking_of_both_agents_served_scores(bias):
     model = tiny_model(served_bias=bias)
     if bias == "slot":
         for head in (model.served_low, model.served_high):
             head.b_slot.assign(np.linspace(0.5, -1.0, 10))
-    learner = Learner(model, target_copy(model), tiny_config(served_click_weight=1.0,
-                                                             served_rank_weight=1.0))
-    batch = list_batch(b=3)
-    fwd = model.forward(batch)
-    weight, _ = learner.transition_masks(batch)
+    learner, batch, fwd, weight = _learner_pass(model, served_click_weight=1.0,
+                                                served_rank_weight=1.0)
     click, rank = learner.served_losses(fwd, batch, weight)
     a_l, a_h, d = fwd.a_low.numpy(), fwd.a_high.numpy(), fwd.logged.numpy()
     y = batch["clicked"].numpy()[:, 4:].astype(float)
@@ -359,11 +364,8 @@ def test_served_losses_are_the_bce_and_ranking_of_both_agents_served_scores(bias
 
 def test_served_ranking_with_batch_negatives_adds_other_lists_items_in_the_slots_context():
     model = tiny_model()
-    learner = Learner(model, target_copy(model), tiny_config(served_rank_weight=1.0,
-                                                             served_batch_negatives=1))
-    batch = list_batch(b=3)
-    fwd = model.forward(batch)
-    weight, _ = learner.transition_masks(batch)
+    learner, batch, fwd, weight = _learner_pass(model, served_rank_weight=1.0,
+                                                served_batch_negatives=1)
     _, rank = learner.served_losses(fwd, batch, weight)
     a_l, a_h, d = fwd.a_low.numpy(), fwd.a_high.numpy(), fwd.logged.numpy()
     item, context = (x.numpy() for x in model.items.parts(
@@ -401,11 +403,8 @@ def test_served_ranking_with_batch_negatives_adds_other_lists_items_in_the_slots
 
 def test_distill_loss_fits_each_agents_served_cosine_to_f_over_its_allowed_candidates():
     model = tiny_model(click_interaction=True)
-    learner = Learner(model, target_copy(model), tiny_config(served_distill_weight=1.0,
-                                                             served_distill_temperature=0.5))
-    batch = list_batch(b=2)
-    fwd = model.forward(batch)
-    weight, _ = learner.transition_masks(batch)
+    learner, batch, fwd, weight = _learner_pass(model, b=2, served_distill_weight=1.0,
+                                                served_distill_temperature=0.5)
     got = float(learner.distill_loss(fwd, batch, weight))
     a_l, a_h, cand = fwd.a_low.numpy(), fwd.a_high.numpy(), fwd.candidates.numpy()
     joint = np.concatenate([a_l, a_h], -1)
