@@ -119,6 +119,10 @@ class HRLConfig:
         "candidates (the list's items and the sampled ones; the slot's channel for the HRA) "
         "is fitted to softmax of f(a, d_j) / --served_distill_temperature, f held fixed. "
         "0 = off (the paper).")
+    served_distill_moves_items: bool = help_field(
+        True, "Whether --served_distill_weight's gradient reaches the item embeddings (true) or "
+        "only the actions and their encoders (false: the items stay where f's other losses put "
+        "them).")
     served_distill_temperature: float = help_field(
         1.0, "T of --served_distill_weight's teacher softmax (f's logits / T).")
     uniformity_weight: float = help_field(

@@ -358,9 +358,10 @@ class Learner:
             tf.broadcast_to(joint, tf.concat([shape, tf.shape(joint)[-1:]], 0)),
             tf.broadcast_to(cand, tf.concat([shape, tf.shape(cand)[-1:]], 0)),
             tf.broadcast_to(fwd.slot[:, :, None], shape))                           # [B, S, N]
+        student_cand = cand if cfg.served_distill_moves_items else tf.stop_gradient(cand)
         return tf.add_n([
-            losses.distill_loss(head.cosine_logit(a[:, :, None], cand), teacher, mask, weight,
-                                cfg.served_distill_temperature)
+            losses.distill_loss(head.cosine_logit(a[:, :, None], student_cand), teacher, mask,
+                                weight, cfg.served_distill_temperature)
             for (a, head), mask in zip(((fwd.a_low, model.served_low),
                                         (fwd.a_high, model.served_high)), allowed)])
 

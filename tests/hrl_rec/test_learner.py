@@ -432,6 +432,23 @@ def test_distill_loss_fits_each_agents_served_cosine_to_f_over_its_allowed_candi
     assert got == pytest.approx(want, rel=1e-4)
 
 
+@pytest.mark.parametrize("moves_items", [True, False])
+def test_distillation_reaches_the_item_embeddings_only_when_asked(moves_items):
+    model = tiny_model(click_interaction=True)
+    learner, batch, _, weight = _learner_pass(model, b=2, served_distill_weight=1.0,
+                                              served_distill_moves_items=moves_items)
+    items = model.items.trainable_variables
+    with tf.GradientTape() as tape:
+        loss = learner.distill_loss(model.forward(batch), batch, weight)
+    item_grads = tape.gradient(loss, items)
+    norm = sum(float(tf.norm(tf.convert_to_tensor(g))) for g in item_grads if g is not None)
+    assert (norm > 0) == moves_items
+    with tf.GradientTape() as tape:                   # the actions learn either way
+        loss = learner.distill_loss(model.forward(batch), batch, weight)
+    actor = tape.gradient(loss, model.hra.actor.trainable_variables)
+    assert sum(float(tf.norm(g)) for g in actor if g is not None) > 0
+
+
 def test_critic_max_actor_objective_pulls_the_action_to_the_critic_best_direction():
     keras.utils.set_random_seed(0)
     model = tiny_model(critic_form="bilinear", critic_direction=True)
