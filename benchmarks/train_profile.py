@@ -44,7 +44,7 @@ from hrl_rec.runner import build_model  # noqa: E402
 
 flags.DEFINE_string("data_dir", "datasets/sim_small", "An IRecSim dataset (data.generate).")
 flags.DEFINE_integer("steps", 5, "Timed calls per part, after 2 warm-up calls.")
-flags.DEFINE_string("sizes", "paper", f"Model sizes, one of {sorted(MODEL_SIZES)}.")
+flags.DEFINE_enum("sizes", "paper", sorted(MODEL_SIZES), "Model sizes.")
 flags.DEFINE_enum("gru", "keras", ["hoisted", "keras"], "The prefix GRU's implementation "
                   "(hrl_rec.encoders.StateEncoder.hoisted_gru): hoisted = every step's input "
                   "projection as one matmul before the loop; keras = Keras's GRU layer.")
@@ -67,17 +67,9 @@ def timed(fn, *args) -> float:
 
 def main(argv):
     del argv
-    if FLAGS.sizes not in MODEL_SIZES:
-        raise app.UsageError(f"--sizes={FLAGS.sizes}: expected one of {sorted(MODEL_SIZES)}")
     StateEncoder.hoisted_gru = FLAGS.gru == "hoisted"
     spec = pipeline.load_metadata(FLAGS.data_dir)["spec"]
     settings = dict(**MODEL_SIZES[FLAGS.sizes], state_window="prefix", critic_direction=True)
-    cfg = HRLConfig(**settings)
-    batch = next(iter(pipeline.list_dataset(
-        FLAGS.data_dir, "train", max_seq_len=cfg.max_seq_len, batch_size=cfg.batch_size,
-        candidates_per_channel=cfg.candidates_per_channel, drop_remainder=True)))
-    compile_ = lambda f: tf.function(f, jit_compile=FLAGS.xla)  # noqa: E731
-    parts = {}
 
     def learner_for(**overrides):
         c = HRLConfig(**{**settings, **overrides})
@@ -85,7 +77,12 @@ def main(argv):
         return Learner(model, target_copy(model), c)
 
     learner = learner_for()
-    model, m = learner.model, cfg.max_seq_len
+    cfg, model, m = learner.cfg, learner.model, learner.cfg.max_seq_len
+    batch = next(iter(pipeline.list_dataset(
+        FLAGS.data_dir, "train", max_seq_len=m, batch_size=cfg.batch_size,
+        candidates_per_channel=cfg.candidates_per_channel, drop_remainder=True)))
+    compile_ = lambda f: tf.function(f, jit_compile=FLAGS.xla)  # noqa: E731
+    parts = {}
     parts["step_full"] = timed(compile_(learner._train_step), batch)
     parts["step_critic_steps_1"] = timed(compile_(learner_for(critic_steps=1)._train_step),
                                          batch)

@@ -85,9 +85,8 @@ def batch_negatives(batch: dict, m: int, n_lists: int):
     real = batch["mask"][:, m:] > 0
     ids, channel = batch["item_id"][:, m:], batch["channel"][:, m:]
     b, s = tf.shape(real)[0], tf.shape(real)[1]
-    lists = tf.range(b)[:, None] - tf.range(1, n_lists + 1)[None, :]           # [B, N]
-    other = tf.not_equal(tf.math.floormod(lists, b), tf.range(b)[:, None])
-    lists = tf.math.floormod(lists, b)
+    lists = tf.math.floormod(tf.range(b)[:, None] - tf.range(1, n_lists + 1)[None, :], b)
+    other = tf.not_equal(lists, tf.range(b)[:, None])                          # [B, N]
     rows = tf.reshape(lists[:, :, None] * s + tf.range(s)[None, None, :], [b, -1])  # [B, K]
     flat = lambda x: tf.gather(tf.reshape(x, [-1]), rows)                      # noqa: E731
     ok = (flat(real) & tf.reshape(tf.repeat(other, s, axis=1), [b, -1]))[:, None, :]

@@ -284,8 +284,8 @@ def test_list_negatives_are_the_lists_unclicked_items_and_for_the_hra_of_its_cha
 def test_batch_negatives_are_the_previous_lists_real_items_other_ids_and_hra_same_channel():
     batch = list_batch(b=3, short_last=True)
     batch["item_id"] = tf.constant(np.arange(3 * 14).reshape(3, 14) % 7)   # repeated ids
-    rows, (neg_low, neg_high) = (x if i == 0 else tuple(m.numpy() for m in x)
-                                 for i, x in enumerate(batch_negatives(batch, 4, 2)))
+    rows, masks = batch_negatives(batch, 4, 2)
+    neg_low, neg_high = (m.numpy() for m in masks)
     real = batch["mask"].numpy()[:, 4:] > 0
     ids, channel = batch["item_id"].numpy()[:, 4:], batch["channel"].numpy()[:, 4:]
     for b in range(3):
