@@ -62,7 +62,7 @@ POSITIONS = 3
 
 
 PARTS = ("simulator", "obd")
-SIM_ESTIMATORS = ("ips", "snips", "iips", "rips", "dr")
+SIM_ESTIMATORS = ("ips", "snips", "iips", "rips", "dr", "pi")
 BASE_ARMS = {"base": "base (LR + channel quotas, no exploration)",
              "lr_no_quotas": "LR without channel quotas (CTR only)"}
 

@@ -32,6 +32,17 @@ Estimators (w_ik = pi_k / mu_k, the per-slot importance weight):
            q_ik = qhat(x_i, a_ik, k) the click model's prediction for the logged item and
            dm_ik = sum_a pi_k(a | x_i) qhat(x_i, a, k) its expectation under the target.
            Unbiased under IIPS's assumption when either qhat or the weights are right.
+    PI     pseudo-inverse (Swaminathan et al., NeurIPS 2017, "Off-policy evaluation for slate
+           recommendation", Eq. 4 and Example 4): V = 1/n sum_i R_i q_i^T Gamma_i^+ 1_{s_i},
+           R_i = sum_k r_ik the list's reward, 1_s in {0,1}^{K m} the slate's (slot, item)
+           indicator, q_i = E_pi[1_s | x_i] the target's marginals and Gamma_i =
+           E_mu[1_s 1_s^T | x_i] the logging policy's pairwise marginals. Unbiased when the
+           list's expected reward is additive over (slot, item) pairs (the clicks of one slot
+           may depend on other slots' items, as long as the sum decomposes), whatever coupling
+           the logging policy has, provided its support spans the target's. Where the slots
+           are drawn independently, q^T Gamma^+ 1_s = sum_k w_ik - (K - 1) (the paper's
+           Example 4), the form `estimate(log, "pi")` uses, since the logs carry per-slot
+           propensities only; `pseudo_inverse_terms` takes Gamma where it is known.
 
 Clipping (`clip`): every weight (per slot, per prefix, per slate) is min(w, clip), which trades
 bias for variance (Ionides 2008). The effective sample size of weights w is
@@ -50,7 +61,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-ESTIMATORS = ("ips", "snips", "iips", "rips", "dr")
+ESTIMATORS = ("ips", "snips", "iips", "rips", "dr", "pi")
 
 
 @dataclasses.dataclass
@@ -145,10 +156,73 @@ def slate_weights(log: SlateLog, clip: float = np.inf) -> np.ndarray:
     return np.minimum(w[np.arange(log.n), last], clip)
 
 
+def pseudo_inverse_weights(log: SlateLog, clip: float = np.inf) -> np.ndarray:
+    """g_i = sum_k min(w_ik, clip) - (K_i - 1) [n], K_i the list's real slots: the PI
+    estimator's list weight q^T Gamma^+ 1_s where the logging policy draws each slot
+    independently (Swaminathan et al. 2017, Example 4). May be negative."""
+    return slot_weights(log, clip).sum(1) - (log.mask.sum(1) - 1.0)
+
+
+def slate_indicator(slates: np.ndarray, n_items: int) -> np.ndarray:
+    """1_s [n, K * n_items]: entry k * n_items + j is 1 when slate s shows item j at slot k."""
+    slates = np.asarray(slates, np.int64)
+    if slates.ndim != 2:
+        raise ValueError(f"slate_indicator: slates expected [n, K], got shape {slates.shape}")
+    if slates.size and (slates.min() < 0 or slates.max() >= n_items):
+        raise ValueError(f"slate_indicator: item ids expected in [0, {n_items}), got "
+                         f"[{slates.min()}, {slates.max()}]")
+    n, k = slates.shape
+    out = np.zeros((n, k * n_items))
+    out[np.arange(n)[:, None], np.arange(k)[None, :] * n_items + slates] = 1.0
+    return out
+
+
+def slate_moments(slates: np.ndarray, probabilities: np.ndarray,
+                  n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """A slate distribution's marginals q = E[1_s] [K m] and pairwise marginals
+    Gamma = E[1_s 1_s^T] [K m, K m], from every slate it can show and its probability."""
+    ind = slate_indicator(slates, n_items)
+    p = np.asarray(probabilities, np.float64)
+    if p.shape != (ind.shape[0],) or np.any(p < 0) or not np.isclose(p.sum(), 1.0):
+        raise ValueError(f"slate_moments: probabilities expected [{ind.shape[0]}], >= 0, "
+                         f"summing to 1; got shape {p.shape}, sum {p.sum():.6g}")
+    return p @ ind, (ind * p[:, None]).T @ ind
+
+
+def pseudo_inverse_terms(reward: np.ndarray, slates: np.ndarray, target_marginals: np.ndarray,
+                         gamma: np.ndarray) -> np.ndarray:
+    """PI's per-list terms R_i q_i^T Gamma_i^+ 1_{s_i} [n] with the logging policy's Gamma
+    known (the general Eq. 4 of Swaminathan et al. 2017); the estimate is their mean.
+
+    reward: R_i [n], the list's total reward. slates: [n, K] item ids. target_marginals: q_i
+    [n, K * m] (or [K * m] for every list). gamma: Gamma_i [n, K m, K m] (or [K m, K m])."""
+    reward = np.asarray(reward, np.float64)
+    n = reward.shape[0]
+    q = np.broadcast_to(np.asarray(target_marginals, np.float64), (n,) + np.shape(
+        target_marginals)[-1:])
+    gamma = np.asarray(gamma, np.float64)
+    dim = q.shape[1]
+    if gamma.shape[-2:] != (dim, dim):
+        raise ValueError(f"pseudo_inverse_terms: gamma expected [.., {dim}, {dim}] (K * m "
+                         f"from the target marginals), got {gamma.shape}")
+    ind = slate_indicator(slates, dim // np.asarray(slates).shape[1])
+    pinv = np.linalg.pinv(gamma, hermitian=True)
+    weight = (np.einsum("nd,nde,ne->n", q, np.broadcast_to(pinv, (n, dim, dim)), ind))
+    return reward * weight
+
+
 def per_slot_terms(log: SlateLog, estimator: str, clip: float = np.inf) -> np.ndarray:
     """Each list's and slot's term [n, K] of the estimators that are means over lists (all but
-    SNIPS, whose slot terms are ratios of sums): the estimate is terms.sum(1).mean()."""
+    SNIPS, whose slot terms are ratios of sums): the estimate is terms.sum(1).mean().
+
+    PI's value is identified for the whole list only (a constant moved from one slot's
+    (slot, item) terms to another's leaves every list's reward unchanged); its slot terms split
+    the constant -(K_i - 1) equally: R_i (w_ik - (K_i - 1) / K_i)."""
     r = log.reward * log.mask
+    if estimator == "pi":
+        real = log.mask.sum(1, keepdims=True)
+        share = (real - 1.0) / np.maximum(real, 1.0)
+        return r.sum(1, keepdims=True) * (slot_weights(log, clip) - share) * log.mask
     if estimator == "ips":
         return slate_weights(log, clip)[:, None] * r
     if estimator == "iips":
@@ -193,9 +267,12 @@ def effective_sample_size(weights: np.ndarray) -> float:
 
 def estimator_ess(log: SlateLog, estimator: str, clip: float = np.inf) -> float:
     """The effective number of lists behind an estimate: the slate weights' ESS for IPS and
-    SNIPS; for the slot-wise estimators the mean over slots of each slot's ESS (DR: IIPS's)."""
+    SNIPS, the list weights' for PI; for the slot-wise estimators the mean over slots of each
+    slot's ESS (DR: IIPS's)."""
     if estimator in ("ips", "snips"):
         return effective_sample_size(slate_weights(log, clip))
+    if estimator == "pi":
+        return effective_sample_size(pseudo_inverse_weights(log, clip))
     w = prefix_weights(log, clip) if estimator == "rips" else slot_weights(log, clip)
     real = log.mask.sum(0) > 0
     return float(np.mean([effective_sample_size(w[:, k][log.mask[:, k] > 0])

@@ -183,4 +183,121 @@ def test_bad_logs_are_refused_naming_the_field_and_the_list():
     with pytest.raises(ValueError, match="needs SlateLog.q_logged"):
         ope.estimate(ope.SlateLog(reward=[[1]], logging=[[1.0]], target=[[1.0]]), "dr")
     with pytest.raises(ValueError, match="expected one of"):
-        ope.estimate(ope.SlateLog(reward=[[1]], logging=[[1.0]], target=[[1.0]]), "pi")
+        ope.estimate(ope.SlateLog(reward=[[1]], logging=[[1.0]], target=[[1.0]]), "pseudo")
+    with pytest.raises(ValueError, match=r"item ids expected in \[0, 3\)"):
+        ope.slate_indicator([[0, 3]], 3)
+    with pytest.raises(ValueError, match="summing to 1"):
+        ope.slate_moments([[0, 1], [1, 0]], [0.5, 0.6], 3)
+
+
+# --- the pseudo-inverse estimator (Swaminathan et al. 2017) ---------------------------------
+# A logging policy that draws each slot independently (repeats allowed), so the per-slot
+# propensities are the whole story and PI's closed form applies.
+PRODUCT_SLATES = list(itertools.product(range(ITEMS), repeat=K))     # 9 slates
+MU_SLOT = np.array([[[0.2, 0.3, 0.5], [0.5, 0.25, 0.25]],            # [x, k, item]
+                    [[0.6, 0.2, 0.2], [0.1, 0.3, 0.6]]])
+PI_PRODUCT = {x: {s: 1.0 if s == ((0, 2) if x == 0 else (2, 1)) else 0.0
+                  for s in PRODUCT_SLATES} for x in range(2)}          # deterministic target
+
+
+def click_additive_interacting(x, s):
+    """slot 1 shows item 1 and takes 80% of slot 2's clicks (it answers the same need): each
+    slot's click depends on the other slot's item, the list's sum does not."""
+    q = click_independent(x, s)
+    moved = 0.8 * q[1] * (s[0] == 1)
+    return q + np.array([moved, -moved])
+
+
+def click_pair_bonus(x, s):
+    """a bonus when both slots show the same item: the sum is not additive over slots."""
+    return click_independent(x, s) + (0.3 if s[0] == s[1] else 0.0)
+
+
+def _product_truth(click):
+    return sum(P_X[x] * p * click(x, s).sum() for x in range(2)
+               for s, p in PI_PRODUCT[x].items())
+
+
+def _product_expected(estimator, click):
+    total = 0.0
+    for x in range(2):
+        for s in PRODUCT_SLATES:
+            mu = np.prod([MU_SLOT[x, k, s[k]] for k in range(K)])
+            log = ope.SlateLog(reward=[click(x, s)],
+                               logging=[[MU_SLOT[x, k, s[k]] for k in range(K)]],
+                               target=[[sum(p for t, p in PI_PRODUCT[x].items() if t[k] == s[k])
+                                        for k in range(K)]])
+            total += P_X[x] * mu * ope.estimate(log, estimator)
+    return total
+
+
+def test_pi_list_weight_is_the_sum_of_slot_weights_less_k_minus_one_by_hand():
+    # slot weights (2, 0) and (4, 1): g = 2 + 0 - 1 = 1 and 4 + 1 - 1 = 4; rewards 1 and 2
+    log = ope.SlateLog(reward=[[1, 0], [1, 1]], logging=[[0.5, 0.5], [0.25, 1.0]],
+                       target=[[1.0, 0.0], [1.0, 1.0]])
+    assert ope.pseudo_inverse_weights(log).tolist() == pytest.approx([1.0, 4.0])
+    assert ope.estimate(log, "pi") == pytest.approx((1 * 1 + 2 * 4) / 2)
+    # slot terms split -(K - 1) equally: list 1 (1 * (2 - 0.5), 1 * (0 - 0.5))
+    assert ope.per_slot_terms(log, "pi")[0].tolist() == pytest.approx([1.5, -0.5])
+    assert ope.per_slot_estimate(log, "pi").sum() == pytest.approx(ope.estimate(log, "pi"))
+    # clip at 3 clips the slot weight 4: g = 3 + 1 - 1
+    assert ope.pseudo_inverse_weights(log, clip=3.0)[1] == pytest.approx(3.0)
+    assert ope.estimator_ess(log, "pi") == pytest.approx(25 / 17)
+    # a padded list of one real slot: g = w (no constant), reward of the real slot only
+    pad = ope.SlateLog(reward=[[1, 7]], logging=[[0.5, 0.1]], target=[[1.0, 1.0]],
+                       mask=[[1, 0]])
+    assert ope.estimate(pad, "pi") == pytest.approx(2.0)
+
+
+def test_pi_is_unbiased_for_additive_list_rewards_where_iips_is_not():
+    click = click_additive_interacting
+    assert _product_expected("pi", click) == pytest.approx(_product_truth(click), rel=1e-12)
+    assert abs(_product_expected("iips", click) - _product_truth(click)) > 0.01
+    # and where IIPS's own assumption holds, both are unbiased
+    for estimator in ("pi", "iips", "ips"):
+        assert _product_expected(estimator, click_independent) == pytest.approx(
+            _product_truth(click_independent), rel=1e-12)
+
+
+def test_pi_is_biased_when_the_list_reward_is_not_additive_and_ips_is_not():
+    bias = _product_expected("pi", click_pair_bonus) - _product_truth(click_pair_bonus)
+    assert abs(bias) > 0.01, bias
+    assert _product_expected("ips", click_pair_bonus) == pytest.approx(
+        _product_truth(click_pair_bonus), rel=1e-12)
+
+
+def test_pi_closed_form_equals_the_pseudo_inverse_of_gamma_for_independent_slots():
+    rng = np.random.default_rng(0)
+    for x in range(2):
+        probs = np.array([np.prod([MU_SLOT[x, k, s[k]] for k in range(K)])
+                          for s in PRODUCT_SLATES])
+        _, gamma = ope.slate_moments(PRODUCT_SLATES, probs, ITEMS)
+        q_pi, _ = ope.slate_moments(PRODUCT_SLATES, [PI_PRODUCT[x][s] for s in PRODUCT_SLATES],
+                                    ITEMS)
+        reward = rng.uniform(size=len(PRODUCT_SLATES))
+        general = ope.pseudo_inverse_terms(reward, PRODUCT_SLATES, q_pi, gamma)
+        log = ope.SlateLog(reward=np.stack([reward, np.zeros_like(reward)], 1),
+                           logging=[[MU_SLOT[x, k, s[k]] for k in range(K)]
+                                    for s in PRODUCT_SLATES],
+                           target=[[q_pi[k * ITEMS + s[k]] for k in range(K)]
+                                   for s in PRODUCT_SLATES])
+        assert general == pytest.approx(reward * ope.pseudo_inverse_weights(log), abs=1e-9)
+
+
+def test_pi_with_the_logging_gamma_is_unbiased_under_the_no_repeat_rule_and_its_product_form_not():
+    # the logging policy MU never repeats an item, so the slots are coupled: the closed form
+    # (per-slot propensities) is biased, the general form with MU's Gamma is not
+    def additive(x, s):
+        return click_additive_interacting(x, s)
+    want = truth(additive)
+    general = 0.0
+    for x in range(2):
+        probs = np.array([MU[x][s] for s in SLATES])
+        _, gamma = ope.slate_moments(SLATES, probs, ITEMS)
+        q_pi, _ = ope.slate_moments(SLATES, [PI[x][s] for s in SLATES], ITEMS)
+        rewards = np.array([additive(x, s).sum() for s in SLATES])
+        general += P_X[x] * (probs * ope.pseudo_inverse_terms(rewards, SLATES, q_pi,
+                                                              gamma)).sum()
+    assert general == pytest.approx(want, rel=1e-9)
+    bias = expected_estimate("pi", additive, exact_prefix=False) - want
+    assert abs(bias) > 0.01, bias
