@@ -27,6 +27,8 @@ from day 0 to the end (the warm-up day is the logging policy's):
 
     oracle_effect      clicks per user of the best planner / the myopic oracle's - 1
     flag_off_effect    the same ratio, the same lambda, with the mechanism's weight at 0
+                       (satisfaction_completion: and --satisfaction_click at 1, the clicks'
+                       own satisfaction back)
     recovered_effect   null: a model that learns v's effect on return from logs is not built
     passed             oracle_effect >= 0.05 and flag_off_effect < 0.01 (planning gains
                        nothing without the mechanism; it may lose clicks)
@@ -56,6 +58,9 @@ PLAN_OFF_MAX = 0.01       # (c) for them: without the mechanism planning gains l
 CLICK_MECHANISMS = {"clickbait": "clickbait_weight", "satiation": "satiation_weight",
                     "triple": "triple_weight", "shock": "shock_size"}
 RETURN_MECHANISMS = ("fatigue_weight", "clickbait_satisfaction", "satisfaction_completion")
+# what else "off" restores: satisfaction from completion replaces the click count's
+# (--satisfaction_click 0 in the claims preset), so without it the clicks count again
+OFF_ALSO = {"satisfaction_completion": {"satisfaction_click": 1.0}}
 
 FLAGS = flags.FLAGS
 
@@ -196,7 +201,7 @@ def return_check(cfg: SimConfig, flag: str, weights: list[float]) -> dict:
     myopic = run(cfg, OraclePolicy(cfg))
     planned = {w: run(cfg, OraclePolicy(cfg, flag, w)) for w in weights}
     best = max(planned, key=planned.get)
-    off = dataclasses.replace(cfg, **{flag: 0.0})
+    off = dataclasses.replace(cfg, **{flag: 0.0, **OFF_ALSO.get(flag, {})})
     myopic_off = run(off, OraclePolicy(off))
     planned_off = run(off, OraclePolicy(off, flag, best))
     oracle = planned[best] / myopic - 1.0

@@ -19,12 +19,18 @@ Click logit (per impression of item i, channel c, user u, request at time t on d
 Daily satisfaction (per page, EMA as before) and session rate:
 
     satisfaction += w_comp * sum(completion of clicked items) / pages
+                    - (1 - w_click) * clicks / pages      (w_click: --satisfaction_click)
                     - w_cbs * sum(b_i of clicked items) / pages          (satisfaction later)
     rate *= exp(-w_fat * F_u),   F_u <- m F_u + (1 - m) (sum_c share_c^2 - 1/C)   (fatigue)
 
 with share_c the user's share of channel c among the day's impressions (m:
---satisfaction_memory). b_i and T come from their own random streams (seed, 21) and
-(seed, 22), so turning a mechanism on changes no other draw of the world.
+--satisfaction_memory). Completion (SIMULATOR.md step 4) gains an item-quality term:
+
+    completion_ui = sigmoid(completion_bias + completion_match <u, v_i> + w_q e_i)
+                                              e_i ~ N(0, 1), independent of the click logit
+
+b_i, T and e come from their own random streams (seed, 21), (seed, 22) and (seed, 23), so
+turning a mechanism on changes no other draw of the world.
 """
 from __future__ import annotations
 
@@ -44,6 +50,12 @@ def clickbait_scores(cfg: SimConfig, n_items: int) -> np.ndarray:
     u = np.random.default_rng([cfg.seed, 21]).uniform(size=n_items)
     p = cfg.clickbait_share
     return u if p >= 1.0 else np.maximum(0.0, (u - (1.0 - p)) / p)
+
+
+def completion_quality_scores(cfg: SimConfig, n_items: int) -> np.ndarray:
+    """e_i ~ N(0, 1) per item from the stream (seed, 23): the completion-logit quality that
+    --completion_quality weighs, independent of every click-logit term."""
+    return np.random.default_rng([cfg.seed, 23]).standard_normal(n_items)
 
 
 def pure_three_way(table: np.ndarray, weights=None) -> np.ndarray:
@@ -111,6 +123,7 @@ class MechanismState:
         c = len(CHANNELS)
         self.cfg = cfg
         self.clickbait = clickbait_scores(cfg, n_items)
+        self.quality = completion_quality_scores(cfg, n_items)
         self.triple = triple_table(cfg, field_weights,
                                    np.ones(24) if hour_weights is None else hour_weights)
         self.satiation = np.zeros((n_users, c))

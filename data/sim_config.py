@@ -108,6 +108,13 @@ class SimConfig:
     satisfaction_completion: float = help_field(
         0.0, "Satisfaction per click times its completion (dwell / duration): satisfaction "
         "from what was consumed, not from the click alone.")
+    satisfaction_click: float = help_field(
+        1.0, "Satisfaction per click (SIMULATOR.md step 6). 0 with --satisfaction_completion: "
+        "satisfaction from what the clicks consumed only, not from their count.")
+    completion_quality: float = help_field(
+        0.0, "Completion-logit weight of an item's quality e_i ~ N(0, 1), drawn independently "
+        "of its click appeal: items that attract the same clicks differ in what a click "
+        "consumes (with --satisfaction_completion, in satisfaction later); 0 = none.")
     fatigue_weight: float = help_field(
         0.0, "Cross-day channel fatigue: the session rate is x exp(-w * F), F an EMA of the "
         "day's channel concentration sum_c share_c^2 - 1/C. Lowers returns, not today's clicks.")

@@ -305,7 +305,8 @@ class IRecSim:
     def _end_of_day(self) -> None:
         cfg = self.cfg
         pages = np.maximum(self.day_pages, 1)
-        today = (self.day_clicks + cfg.satisfaction_new_tag * self.day_new_tags
+        today = (cfg.satisfaction_click * self.day_clicks
+                 + cfg.satisfaction_new_tag * self.day_new_tags
                  - cfg.satisfaction_boredom * self.day_repeats) / pages
         if cfg.satisfaction_completion or cfg.clickbait_satisfaction:
             today = today + self.mech.satisfaction_terms(self.day_pages)
@@ -478,7 +479,7 @@ class IRecSim:
         if any(cfg_weight for cfg_weight in self._mechanism_weights()):
             z = z + sum(self._mechanism_terms(req, cand, t["channel"]).values())
         return dict(items=cand, channel=t["channel"], tags=t["tags"], z=z,
-                    completion=self._completion(t["logit"]["match"]))
+                    completion=self._completion(t["logit"]["match"], cand))
 
     def _item_terms(self, req: Requests, items_shown: np.ndarray) -> dict:
         """The click model's terms of each item of `items_shown` [n, X] that do not depend on
@@ -509,9 +510,13 @@ class IRecSim:
         return self.mech.click_terms(req.rows, items_shown, channel, req.user_fields,
                                      req.context[:, 0], req.timestamp, req.day)
 
-    def _completion(self, match: np.ndarray) -> np.ndarray:
-        """The share of an item a click consumes (SIMULATOR.md step 4)."""
-        return sigmoid(self.cfg.completion_bias + self.cfg.completion_match * match)
+    def _completion(self, match: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The share of an item a click consumes (SIMULATOR.md step 4), with the items'
+        quality term where --completion_quality is on (data/mechanisms.py)."""
+        x = self.cfg.completion_bias + self.cfg.completion_match * match
+        if self.cfg.completion_quality:
+            x = x + self.cfg.completion_quality * self.mech.quality[items]
+        return sigmoid(x)
 
     def _click_model(self, req: Requests, slates: np.ndarray) -> dict:
         """The click model's parts for `slates` at `req` (reads state, changes none)."""
@@ -540,7 +545,7 @@ class IRecSim:
             m[k] for k in ("p", "match", "novel", "tags", "shared", "known", "idio", "channel",
                            "mech"))
         clicked = self.rng.uniform(size=p.shape) < p
-        completion = self._completion(match)
+        completion = self._completion(match, slates)
         self.mech.after_page(rows, slates, channel, clicked, completion, req.timestamp)
         dwell = items.duration[slates] * completion * np.exp(
             self.rng.standard_normal(p.shape) * cfg.dwell_sigma)

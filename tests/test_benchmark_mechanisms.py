@@ -51,3 +51,17 @@ def test_the_return_check_picks_the_best_lambda_and_compares_it_with_the_flag_of
     assert mechanisms.return_check(SimConfig(n_users=300, n_days=4, test_days=1,
                                              fatigue_weight=1.0), "fatigue_weight",
                                    [1.0, 3.0])["passed"] is False
+
+
+def test_completion_off_brings_the_clicks_own_satisfaction_back(monkeypatch):
+    seen = []
+
+    def clicks(cfg, policy):
+        seen.append((cfg.satisfaction_completion, cfg.satisfaction_click))
+        return 40.0
+    monkeypatch.setattr(mechanisms, "clicks_per_user", clicks)
+    cfg = SimConfig(n_users=300, n_days=4, test_days=1, satisfaction_completion=3.0,
+                    satisfaction_click=0.0)
+    mechanisms.return_check(cfg, "satisfaction_completion", [1.0])
+    # myopic and planner with it on, then both with it off and the clicks counting again
+    assert seen == [(3.0, 0.0), (3.0, 0.0), (0.0, 1.0), (0.0, 1.0)]

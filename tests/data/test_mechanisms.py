@@ -107,6 +107,45 @@ def test_satisfaction_rises_with_completion_and_falls_with_clicked_clickbait():
     assert state.satisfaction_terms(np.array([2.0]))[0] == pytest.approx(want)
 
 
+def test_completion_quality_adds_its_weight_times_the_items_n01_score_to_the_completion_logit():
+    from data.sim_world import make_world
+    from data.simulator import IRecSim, sigmoid
+    e = mechanisms.completion_quality_scores(SimConfig(seed=4), 5000)
+    np.testing.assert_array_equal(e, np.random.default_rng([4, 23]).standard_normal(5000))
+    cfg = dataclasses.replace(SMALL, completion_quality=2.0)
+    plain = IRecSim(make_world(SMALL), rng_key=0)
+    env = IRecSim(make_world(cfg), rng_key=0)
+    req, req_plain = env.reset(np.arange(50)), plain.reset(np.arange(50))
+    cand, cand_plain = env.candidate_logits(req), plain.candidate_logits(req_plain)
+    np.testing.assert_array_equal(cand["items"], cand_plain["items"])
+    logit = np.log(cand_plain["completion"] / (1 - cand_plain["completion"]))
+    want = sigmoid(logit + 2.0 * env.mech.quality[cand["items"]])
+    np.testing.assert_allclose(cand["completion"], want, rtol=1e-9)
+    # the click logit does not see it: clicks now are independent of what they consume
+    np.testing.assert_array_equal(cand["z"], cand_plain["z"])
+
+
+def test_satisfaction_click_weighs_the_click_count_in_the_days_satisfaction():
+    from data.sim_world import make_world
+    from data.simulator import IRecSim
+    out = {}
+    for w in (1.0, 0.0):
+        env = IRecSim(make_world(dataclasses.replace(SMALL, satisfaction_click=w)), rng_key=0)
+        env.reset(np.arange(3))
+        env.day_clicks[:] = [4.0, 0.0, 2.0]
+        env.day_new_tags[:], env.day_repeats[:] = 0.0, 0.0
+        env.day_pages[:] = [2, 1, 0]
+        before = env.satisfaction.copy()
+        env._end_of_day()
+        m = env.cfg.satisfaction_memory
+        out[w] = (env.satisfaction - m * before) / (1 - m)          # today's term
+    # 4 clicks over 2 pages: 2 per page with the clicks' weight 1, 0 without; the inactive
+    # user (no page) gets the reference either way
+    assert out[1.0][:2].tolist() == pytest.approx([2.0, 0.0])
+    assert out[0.0][:2].tolist() == pytest.approx([0.0, 0.0])
+    assert out[1.0][2] == out[0.0][2] == pytest.approx(SMALL.satisfaction_reference)
+
+
 def _mean_true_ctr(cfg, channel=None, days=None):
     logs, _ = simulate_shard(cfg, 0, 1)
     ctr = []
