@@ -3,17 +3,61 @@
 Every figure is a mean over seeds with its sample standard deviation (n - 1); differences and
 RelaImpr are taken per seed against the same seed's reference run (paired), then averaged.
 Files are written to a temporary file and renamed, so a table is never left half-written.
+Every Markdown table ends its header with a provenance line (`provenance`): the commit, the
+command that wrote it and the tool's wall time, so a results file says where it came from.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime
 import io
+import os
+import shlex
+import subprocess
+import sys
+import time
 
 import numpy as np
 
 from data.stats import headroom_share, rela_impr
 from data.files import write_atomic
+
+_STARTED = time.monotonic()      # the tool's start, near enough: every tool imports this early
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def code_commit(root: str = _ROOT) -> str:
+    """The repository's commit, with "+uncommitted" when tracked files differ from it, or
+    "unknown" outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short=12", "HEAD"],
+                              capture_output=True, text=True, timeout=30, check=True).stdout
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True,
+                               timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head.strip() + ("+uncommitted" if dirty.strip() else "")
+
+
+def command_line(argv=None) -> str:
+    """The command as a reader would type it: `python -m MODULE ARGS` for a module run."""
+    argv = list(sys.argv if argv is None else argv)
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    head = (["python", "-m", spec.name] if spec is not None and spec.name
+            else ["python", argv[0]] if argv else ["python"])
+    return shlex.join(head + argv[1:])
+
+
+def provenance(seconds: float | None = None, argv=None) -> str:
+    """`Written by: commit C, `COMMAND`, wall time, date` (seconds: the tool's own count, or
+    the time since this module was imported)."""
+    spent = time.monotonic() - _STARTED if seconds is None else seconds
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"Written by: commit `{code_commit()}`, `{command_line(argv)}`, wall time "
+            f"{spent / 60:.1f} min, {when}.")
 
 
 @dataclasses.dataclass
@@ -84,9 +128,12 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
 
 
-def write_markdown(path: str, title: str, notes: list[str], header, rows) -> None:
+def write_markdown(path: str, title: str, notes: list[str], header, rows,
+                   seconds: float | None = None) -> None:
+    """The table under its title, its notes and the provenance line (`provenance`)."""
+    notes = list(notes) + [provenance(seconds)]
     write_atomic(path, f"# {title}\n\n" + "".join(f"{n}\n" for n in notes) + "\n"
-             + markdown_table(header, rows))
+                 + markdown_table(header, rows))
 
 
 def write_csv(path: str, header: list[str], rows: list[list]) -> None:
