@@ -1,6 +1,6 @@
 """hrl-rec: a TensorFlow/Keras reproduction of HRL-Rec (Xie et al., AAAI 2021).
 
-Versions are pinned to the ones the test suite was run with (see WORKSPACE.md).
+Versions are pinned to the ones the test suite was run with (see MEASURED.md).
 tensorflow-cpu, not tensorflow: the plain wheel is 2 GB and warns about CUDA at every start.
 TF 2.21 does not pull in TensorBoard, and tf.summary needs it, so it is listed explicitly.
 """

@@ -5,7 +5,7 @@ Table 3 places "DDPG" between Double-Dueling DQN and "DDPG (hierarchical)" and r
 "Actor-Critic based models such as DDPG could help model optimization" and "the hierarchical RL
 structure can decouple the channel selector and item recommender" (Sec. 4.5 (2d), (2e)); the
 diversity and novelty rewards go "to the last two RL models" only (Sec. 4.5 (3)). So here
-(WORKSPACE.md, HRL-Rec interpretation 21) the flat DDPG is HRL-Rec's item recommender without
+(docs/hrl_rec_design.md, interpretation 21) the flat DDPG is HRL-Rec's item recommender without
 the channel selector:
 
 - the state s_t is the HRA's item-level state (Sec. 3.3, field self-attention Eq. 1 and GRU

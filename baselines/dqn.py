@@ -2,7 +2,7 @@
 
 Table 3 compares HRL-Rec with "DQN (LR)", "DQN (GRU)" and "Double-Dueling-DQN" and reads them as
 "GRU outperforms LR as the state encoder in RL models" and "Double and Dueling strategies are
-effective in DQN" (Sec. 4.5). The paper gives no more; here (WORKSPACE.md, "Table 3's DQN rows"):
+effective in DQN" (Sec. 4.5). The paper gives no more; here (docs/hrl_rec_design.md, interpretation 19):
 
 - the state s_t is HRL-Rec's item-level state (the HRA's behaviour fields, Sec. 3.3) without a
   channel constraint, encoded as

@@ -46,7 +46,7 @@ class FieldEmbedding(keras.layers.Layer):
     Every field's vocabulary is a block of rows of one table (`embedding` [V, d], `linear`
     [V', 1]; `block(name)` gives a block's first row), so a batch costs one gather and one
     optimizer update per table instead of one per field: 1.6x the examples/s of per-field
-    tables for FM and AFM on MovieLens (WORKSPACE.md). The blocks are the fields in
+    tables for FM and AFM on MovieLens (docs/table2.md). The blocks are the fields in
     `field_vocabularies` order, then "tags"; `linear` has a last block, "history", the
     first-order weights of the history's items (the history's embeddings share the item-id
     block).

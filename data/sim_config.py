@@ -3,7 +3,7 @@
 Calibration targets (SIMULATOR.md, the paper's Table 1 of IRec-4B): overall CTR 9.41%
 (355,019,232 / 3,770,955,760), 26.7 impressions and 2.52 clicks per session, 6.26 sessions per
 user. `alpha`, `continue_bias` and `sessions_per_day` below were fitted to these by
-`python -m data.calibrate` (WORKSPACE.md gives the achieved figures). Setting an effect's weight
+`python -m data.calibrate` (docs/simulator.md gives the achieved figures). Setting an effect's weight
 to 0 switches that effect off (the experiments need controls).
 """
 from __future__ import annotations

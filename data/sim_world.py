@@ -194,7 +194,7 @@ def make_world(cfg: SimConfig) -> World:
 
 
 # --- KuaiRand-Pure -------------------------------------------------------------------------------
-# Channel mapping (WORKSPACE.md): KuaiRand has only short-video platform content, so channels
+# Channel mapping (docs/simulator.md): KuaiRand has only short-video platform content, so channels
 # come from how the content was made: picture posts (LongPicture, PictureSet) -> article;
 # Web uploads (reposted web content) -> news; other content -> short_video when at most 60 s,
 # long_video otherwise (missing duration counts as short).

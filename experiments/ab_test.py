@@ -63,7 +63,7 @@ SETTINGS = (
     # additive, Eq. 17 to the nearest candidate, 5:5:1:1, beta 1) at the quickstart's sizes:
     # what configs/quickstart.flags departs from, each departure undone
     ("paper_losses", "HRL-Rec, the paper's losses as printed", HRL, PAPER_LOSSES),
-    # a critic whose best action depends on the state (WORKSPACE.md, "The critic"): whether the
+    # a critic whose best action depends on the state (docs/quickstart.md, "The critic"): whether the
     # serving cosine then ranks items better online
     ("critic_bilinear", "HRL-Rec, bilinear critic", HRL, ("--critic_form=bilinear",)),
 )

@@ -1,7 +1,7 @@
 """Every hyper-parameter of HRL-Rec, with its source. Each field is also a flag of hrl_rec.train.
 
 Sources: the paper (Sec. 3-4.3), the authors' public TF1 channel selector (modriczhang/HRL-Rec,
-"authors' code"), or our choice where neither says (WORKSPACE.md explains each choice).
+"authors' code"), or our choice where neither says (docs/hrl_rec_design.md explains each choice).
 `configs/paper.flags` sets the paper's values explicitly; defaults here equal them.
 """
 from __future__ import annotations
@@ -86,7 +86,7 @@ class HRLConfig:
     similarity_moves_items: bool = help_field(
         False, "Let Eq. 17's gradient move the item embeddings too. The paper says L_s 'forces "
         "Actors to generate more realistic actions', so by default only the actions move "
-        "(letting items chase the actions collapses the item space, see WORKSPACE.md).")
+        "(letting items chase the actions collapses the item space, see docs/quickstart.md).")
     actor_objective: str = help_field(
         "critic", "critic = Eq. 10/13, E[-Q(s, mu(s))]; critic_max = -E[cos(mu(s), g(s))], the "
         "exact maximiser g(s) = w_c2 + W s of a direction-reading additive or bilinear critic "

@@ -106,7 +106,22 @@ def pairwise_wins(scores, negatives, clicked):
 
 
 class Learner:
-    """Owns the online and target networks, both optimizers and the step counter."""
+    """Owns the online and target networks, both optimizers and the step counter.
+
+    One train step (`_train_step`, in graph): `rewards` (Eq. 12-14) -> `targets` (Eq. 9-10
+    with `next_actions` and `next_q`) -> the critic losses (Eq. 6) and the actor, click,
+    similarity, served-score and distillation losses (Eq. 15-18, `served_losses`,
+    `distill_loss`) -> the two Adam updates and the soft target update.
+
+    To change a part, subclass and override it, then return the subclass from a Runner
+    subclass's `build` (hrl_rec/runner.py says how): a reward shaping overrides `rewards(batch)
+    -> (r^l, r^h, components)` (same shapes); another target (e.g. a clipped double Q)
+    overrides `targets(...) -> (y^l, y^h)`; another served-score supervision overrides
+    `served_losses(fwd, batch, weight) -> (click loss, ranking loss)` or `distill_loss`, which
+    `_replica_step` weighs with --served_click_weight, --served_rank_weight and
+    --served_distill_weight. Anything the subclass adds that must survive a resume goes into
+    `checkpointed()`.
+    """
 
     def __init__(self, model: HRLRec, target: HRLRec, cfg: HRLConfig, seed: int = 0):
         self.model, self.target, self.cfg = model, target, cfg
