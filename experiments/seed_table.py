@@ -18,7 +18,7 @@ import re
 from absl import app, flags
 
 from data.files import write_atomic
-from experiments.report import Stat, markdown_table
+from experiments.report import Stat, markdown_table, provenance
 
 FLAGS = flags.FLAGS
 FALLBACK = {"auc_cosine_by_slot": "auc_by_slot", "auc_click_by_slot": "auc_by_slot"}
@@ -74,7 +74,7 @@ def main(argv):
         loaded = [(label, [load(d) for d in dirs]) for label, dirs in columns]
     except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e)) from None
-    text = table(loaded, FLAGS.keys)
+    text = table(loaded, FLAGS.keys) + "\n" + provenance() + "\n"
     if FLAGS.output:
         write_atomic(FLAGS.output, text)
     print(text, end="")
