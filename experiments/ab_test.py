@@ -39,7 +39,8 @@ HRL, DQN, DDPG = "hrl_rec.train", "baselines.dqn_train", "baselines.ddpg_train"
 # configs/quickstart.flags' departures from the paper's losses, undone (see configs/paper.flags)
 PAPER_LOSSES = ("--critic_form=additive", "--critic_direction=false", "--actor_objective=critic",
                 "--similarity_target=nearest", "--click_interaction=false",
-                "--served_click_weight=0", "--served_rank_weight=0", "--lra_loss_weight=5",
+                "--served_click_weight=0", "--served_rank_weight=0", "--served_distill_weight=0",
+                "--served_distill_moves_items=true", "--lra_loss_weight=5",
                 "--hra_loss_weight=5", "--click_loss_weight=1", "--similarity_loss_weight=1",
                 "--beta=1", "--embedding_l2=0")
 # (name, row label, trainer, its flags on top of the trainer's flagfile: --hrl_flagfile,
