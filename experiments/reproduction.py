@@ -195,7 +195,7 @@ def _hrl_beats_every_baseline(t: Table) -> Cell:
     ok = all(m > 0 and p is not None and p < 0.01 for _, m, p in cells)
     model, mean, p = worst
     return Cell(f"HRL-Rec {_pm(t.row(HRL) or {}, 'auc')}; weakest margin vs {model}: "
-                f"{mean:+.4f} (one-sided p {p if p is None else f'{p:.3g}'})",
+                f"{mean:+.4f} (one-sided p {'-' if p is None else f'{p:.3g}'})",
                 "reproduced" if ok else "not reproduced")
 
 
