@@ -17,7 +17,7 @@ Progress: a line before and after every step with the elapsed time and the remai
 estimated from each step's `minutes` scaled by how the steps run so far compared with theirs.
 
 The quick variant trains one seed of a few rows for one epoch on `sim_quick` (1,000 users:
-configs/sim_quick.flags) and writes under `results/quick/`; it shows that every tool runs and
+configs/sim_quick.flags; Fig. 4 on configs/sim_stability_quick.flags, its two served weeks) and writes under `results/quick/`; it shows that every tool runs and
 what its files look like, not the paper's comparisons (its numbers are one seed of a small
 world). The full plan writes the committed files under `results/`.
 
@@ -137,6 +137,8 @@ PLAN = (
          15),
 )
 
+# The quick steps share one runs folder: a run whose command is the same (HRL-Rec and LR at one
+# epoch) is trained once and reused by the next tool (experiments/grid.py).
 Q = ("--data_dir=datasets/sim_quick", "--data_flagfile=configs/sim_quick.flags", "--seeds=0")
 QUICK_PLAN = (
     Step("data_sim_quick", "sim_quick (1,000 users)", "data.generate",
@@ -144,30 +146,32 @@ QUICK_PLAN = (
          ("datasets/sim_quick/metadata.json",), 0.5),
     Step("table2", "Table 2, LR, DeepFM and HRL-Rec", "experiments.table2",
          ("--flagfile=configs/table2.flags", *Q, "--models=lr,deepfm,hrl_rec",
-          "--hrl_flag=--epochs=1", "--baseline_flag=--epochs=1", "--runs_dir=runs/quick/table2",
+          "--hrl_flag=--epochs=1", "--baseline_flag=--epochs=1", "--runs_dir=runs/quick",
           "--output_dir=results/quick/table2"), ("results/quick/table2/table2.md",), 4),
     Step("table3", "Table 3, DQN (LR) and HRL-Rec against the base", "experiments.ab_test",
          ("--flagfile=configs/ab_test.flags", *Q, "--settings=dqn_lr,hrl_rec",
           "--item_scores=cosine", "--hrl_flag=--epochs=1", "--dqn_flag=--epochs=1",
-          "--runs_dir=runs/quick/table3", "--output_dir=results/quick/table3"),
-         ("results/quick/table3/table3.md",), 5),
+          "--runs_dir=runs/quick", "--output_dir=results/quick/table3"),
+         ("results/quick/table3/table3.md",), 4),
     Step("table4", "Table 4, HRL-Rec with and without the GRU", "experiments.ablation",
          ("--flagfile=configs/ablation.flags", *Q, "--settings=hrl_rec,no_gru",
-          "--hrl_flag=--epochs=1", "--lr_flag=--epochs=1", "--runs_dir=runs/quick/table4",
-          "--output_dir=results/quick/table4"), ("results/quick/table4/table4.md",), 5),
-    Step("fig3", "Fig. 3, gamma 0 and 0.9", "experiments.sweeps",
-         ("--flagfile=configs/sweeps.flags", *Q, "--gamma_values=0,0.9", "--seq_lens=20",
-          "--hrl_flag=--epochs=1", "--runs_dir=runs/quick/fig3",
-          "--output_dir=results/quick/fig3"), ("results/quick/fig3/fig3.md",), 5),
-    Step("fig4", "Fig. 4, DQN (GRU) and HRL-Rec updated daily and frozen",
-         "experiments.stability", ("--flagfile=configs/stability.flags", *Q,
-                                   "--update_epochs=1", "--min_cell_impressions=100",
-                                   "--runs_dir=runs/quick/fig4", "--output_dir=results/quick/fig4"),
-         ("results/quick/fig4/stability.md",), 5),
+          "--hrl_flag=--epochs=1", "--lr_flag=--epochs=1", "--runs_dir=runs/quick",
+          "--output_dir=results/quick/table4"), ("results/quick/table4/table4.md",), 2.5),
+    Step("fig3", "Fig. 3, gamma 0 against the quickstart's gamma", "experiments.sweeps",
+         ("--flagfile=configs/sweeps.flags", *Q, "--gamma_values=0", "--seq_lens=20",
+          "--hrl_flag=--epochs=1", "--runs_dir=runs/quick",
+          "--output_dir=results/quick/fig3"), ("results/quick/fig3/fig3.md",), 2.5),
+    Step("fig4", "Fig. 4, DQN (GRU) and HRL-Rec updated daily (two served weeks: "
+         "configs/sim_stability_quick.flags)", "experiments.stability",
+         ("--flagfile=configs/stability.flags", "--data_dir=datasets/sim_stability_quick",
+          "--data_flagfile=configs/sim_stability_quick.flags", "--seeds=0",
+          "--modes=daily", "--update_epochs=1", "--min_cell_impressions=100",
+                                   "--runs_dir=runs/quick_fig4", "--output_dir=results/quick/fig4"),
+         ("results/quick/fig4/stability.md",), 8),
     Step("controls", "the click mechanisms' positive controls on 1,000 users",
          "benchmarks.mechanisms", ("--flagfile=configs/sim_claims.flags", "--n_users=1000",
                                    "--return_mechanisms="),
-         ("results/quick/positive_controls.jsonl",), 4,
+         ("results/quick/positive_controls.jsonl",), 2.5,
          stdout_to="results/quick/positive_controls.jsonl"),
 )
 
