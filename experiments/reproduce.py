@@ -17,8 +17,8 @@ Progress: a line before and after every step with the elapsed time and the remai
 estimated from each step's `minutes` scaled by how the steps run so far compared with theirs.
 
 The quick variant trains one seed of a few rows for one epoch on `sim_quick` (1,000 users:
-configs/sim_quick.flags; Fig. 4 on configs/sim_stability_quick.flags, its two served weeks) and writes under `results/quick/`; it shows that every tool runs and
-what its files look like, not the paper's comparisons (its numbers are one seed of a small
+configs/sim_quick.flags; Fig. 4 on configs/sim_stability_quick.flags, its two served weeks) and
+writes under `results/quick/`; it shows that every tool runs and what its files look like, not the paper's comparisons (its numbers are one seed of a small
 world). The full plan writes the committed files under `results/`.
 
 To add a step, append a `Step` to `PLAN` (or `QUICK_PLAN`): its name, the module and
@@ -70,6 +70,22 @@ class Step:
 
 MIND_IN = "../shared/data/mind-samples"
 
+# the data flags of the 5-seed grids on another dataset than the flagfile's (sim_small)
+ON_DATA = {"claims": ("--data_dir=datasets/sim_claims", "--data_flagfile=configs/sim_claims.flags"),
+           "mind": ("--data_dir=datasets/mind", "--data_flagfile=")}
+
+
+def five_seeds(dataset: str, name: str, what: str, module: str, flagfile: str, folder: str,
+               runs: str, table: str, minutes: float) -> Step:
+    """A tool's grid on `dataset` (ON_DATA) with seeds 0-4, runs in `runs`, its table in
+    results/`folder`/`table`; MIND's steps need the shared data."""
+    out = f"results/{folder}"
+    return Step(name, what, module,
+                (f"--flagfile={flagfile}", *ON_DATA[dataset], "--seeds=0,1,2,3,4",
+                 f"--runs_dir={runs}", f"--output_dir={out}"), (f"{out}/{table}",), minutes,
+                needs=(MIND_IN,) if dataset == "mind" else ())
+
+
 PLAN = (
     Step("data_sim_small", "the sim_small dataset", "data.generate",
          ("--flagfile=configs/sim_small.flags", "--output_dir=datasets/sim_small"),
@@ -90,46 +106,31 @@ PLAN = (
          stdout_to="results/mechanisms/positive_controls_all.jsonl"),
     Step("table2_sim_small", "Table 2 on sim_small (3 seeds)", "experiments.table2",
          ("--flagfile=configs/table2.flags",), ("results/table2/table2.md",), 100),
-    Step("table2_sim_claims", "Table 2 on the claims preset (5 seeds)", "experiments.table2",
-         ("--flagfile=configs/table2.flags", "--data_dir=datasets/sim_claims",
-          "--data_flagfile=configs/sim_claims.flags", "--seeds=0,1,2,3,4",
-          "--runs_dir=runs/table2_claims", "--output_dir=results/table2_claims"),
-         ("results/table2_claims/table2.md",), 170),
-    Step("table2_mind", "Table 2 on MIND (5 seeds)", "experiments.table2",
-         ("--flagfile=configs/table2.flags", "--data_dir=datasets/mind", "--data_flagfile=",
-          "--seeds=0,1,2,3,4", "--runs_dir=runs/table2_mind", "--output_dir=results/table2_mind"),
-         ("results/table2_mind/table2.md",), 60, needs=(MIND_IN,)),
+    five_seeds("claims", "table2_sim_claims", "Table 2 on the claims preset (5 seeds)",
+               "experiments.table2", "configs/table2.flags", "table2_claims",
+               "runs/table2_claims", "table2.md", 170),
+    five_seeds("mind", "table2_mind", "Table 2 on MIND (5 seeds)", "experiments.table2",
+               "configs/table2.flags", "table2_mind", "runs/table2_mind", "table2.md", 60),
     Step("table3", "Table 3: the online A/B test (3 seeds)", "experiments.ab_test",
          ("--flagfile=configs/ab_test.flags", "--output_dir=results/table3"),
          ("results/table3/table3.md",), 130),
     Step("table4_sim_small", "Table 4 on sim_small (3 seeds)", "experiments.ablation",
          ("--flagfile=configs/ablation.flags",), ("results/ablation/table4.md",), 150),
-    Step("table4_mind", "Table 4 on MIND (5 seeds)", "experiments.ablation",
-         ("--flagfile=configs/ablation.flags", "--data_dir=datasets/mind", "--data_flagfile=",
-          "--seeds=0,1,2,3,4", "--runs_dir=runs/ablation_mind",
-          "--output_dir=results/ablation_mind"),
-         ("results/ablation_mind/table4.md",), 90, needs=(MIND_IN,)),
+    five_seeds("mind", "table4_mind", "Table 4 on MIND (5 seeds)", "experiments.ablation",
+               "configs/ablation.flags", "ablation_mind", "runs/ablation_mind", "table4.md", 90),
     Step("fig3", "Fig. 3: gamma and the sequence length (3 seeds)", "experiments.sweeps",
          ("--flagfile=configs/sweeps.flags",), ("results/sweeps/fig3.md",), 300),
-    Step("table3_claims", "Table 3 on the claims preset (5 seeds)", "experiments.ab_test",
-         ("--flagfile=configs/ab_test.flags", "--data_dir=datasets/sim_claims",
-          "--data_flagfile=configs/sim_claims.flags", "--seeds=0,1,2,3,4",
-          "--runs_dir=runs/ab_test_claims", "--output_dir=results/table3_claims"),
-         ("results/table3_claims/table3.md",), 210),
-    Step("table4_claims", "Table 4 on the claims preset (5 seeds)", "experiments.ablation",
-         ("--flagfile=configs/ablation.flags", "--data_dir=datasets/sim_claims",
-          "--data_flagfile=configs/sim_claims.flags", "--seeds=0,1,2,3,4",
-          "--runs_dir=runs/ablation_claims", "--output_dir=results/ablation_claims"),
-         ("results/ablation_claims/table4.md",), 250),
-    Step("fig3_claims", "Fig. 3 on the claims preset (5 seeds)", "experiments.sweeps",
-         ("--flagfile=configs/sweeps.flags", "--data_dir=datasets/sim_claims",
-          "--data_flagfile=configs/sim_claims.flags", "--seeds=0,1,2,3,4",
-          "--runs_dir=runs/sweeps_claims", "--output_dir=results/sweeps_claims"),
-         ("results/sweeps_claims/fig3.md",), 500),
-    Step("fig3_mind", "Fig. 3 on MIND (5 seeds)", "experiments.sweeps",
-         ("--flagfile=configs/sweeps.flags", "--data_dir=datasets/mind", "--data_flagfile=",
-          "--seeds=0,1,2,3,4", "--runs_dir=runs/sweeps_mind", "--output_dir=results/sweeps_mind"),
-         ("results/sweeps_mind/fig3.md",), 150, needs=(MIND_IN,)),
+    five_seeds("claims", "table3_claims", "Table 3 on the claims preset (5 seeds)",
+               "experiments.ab_test", "configs/ab_test.flags", "table3_claims",
+               "runs/ab_test_claims", "table3.md", 210),
+    five_seeds("claims", "table4_claims", "Table 4 on the claims preset (5 seeds)",
+               "experiments.ablation", "configs/ablation.flags", "ablation_claims",
+               "runs/ablation_claims", "table4.md", 250),
+    five_seeds("claims", "fig3_claims", "Fig. 3 on the claims preset (5 seeds)",
+               "experiments.sweeps", "configs/sweeps.flags", "sweeps_claims",
+               "runs/sweeps_claims", "fig3.md", 500),
+    five_seeds("mind", "fig3_mind", "Fig. 3 on MIND (5 seeds)", "experiments.sweeps",
+               "configs/sweeps.flags", "sweeps_mind", "runs/sweeps_mind", "fig3.md", 150),
     Step("fig4", "Fig. 4: channel stability (3 seeds)", "experiments.stability",
          ("--flagfile=configs/stability.flags",), ("results/stability/stability.md",), 120),
     Step("ope", "off-policy evaluation (simulator and Open Bandit)", "experiments.ope",

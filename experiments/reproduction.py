@@ -74,10 +74,12 @@ NOT_TESTABLE = {
 
 @dataclasses.dataclass
 class Table:
-    """A results table: its summary rows (by the first column) and its per-seed rows."""
+    """A results table: its summary rows (all, and by the first column) and its per-seed
+    rows."""
     path: str
     rows: dict
     per_seed: list
+    all_rows: list
 
     def row(self, key: str) -> Optional[dict]:
         return self.rows.get(key)
@@ -105,7 +107,7 @@ def read_table(results_dir: str, source: str, table: str) -> Optional[Table]:
     if os.path.exists(per_seed_path) and per_seed_path != base + ".csv":
         with open(per_seed_path) as f:
             per_seed = list(csv.DictReader(f))
-    return Table(base + ".csv", {r[key]: r for r in rows}, per_seed)
+    return Table(base + ".csv", {r[key]: r for r in rows}, per_seed, rows)
 
 
 @dataclasses.dataclass
@@ -239,8 +241,7 @@ def _peak(parameter: str, best: float):
 
 
 def _rows_of(t: Table, parameter: str) -> list:
-    with open(t.path) as f:
-        return [r for r in csv.DictReader(f) if r["parameter"] == parameter]
+    return [r for r in t.all_rows if r["parameter"] == parameter]
 
 
 def _gamma_positive(t: Table) -> Cell:
@@ -251,8 +252,7 @@ def _gamma_positive(t: Table) -> Cell:
 
 
 def _fig4_video(t: Table) -> Cell:
-    with open(t.path) as f:
-        rows = {(r["setting"], r["mode"]): r for r in csv.DictReader(f)}
+    rows = {(r["setting"], r["mode"]): r for r in t.all_rows}
     hrl, dqn = rows.get(("hrl_rec", "daily")), rows.get(("dqn_gru", "daily"))
     if hrl is None or dqn is None:
         return Cell("arms missing", "not run")
