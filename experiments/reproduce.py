@@ -18,8 +18,9 @@ estimated from each step's `minutes` scaled by how the steps run so far compared
 
 The quick variant trains one seed of a few rows for one epoch on `sim_quick` (1,000 users:
 configs/sim_quick.flags; Fig. 4 on configs/sim_stability_quick.flags, its two served weeks) and
-writes under `results/quick/`; it shows that every tool runs and what its files look like, not the paper's comparisons (its numbers are one seed of a small
-world). The full plan writes the committed files under `results/`.
+writes under `results/quick/`; it shows that every tool runs and what its files look like, not
+the paper's comparisons (its numbers are one seed of a small world). The full plan writes the
+committed files under `results/`.
 
 To add a step, append a `Step` to `PLAN` (or `QUICK_PLAN`): its name, the module and
 arguments, the files it writes, and an estimate of its minutes on 2 cores.
