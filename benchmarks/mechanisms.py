@@ -18,7 +18,8 @@ weight 0 (every other flag the same), and prints one JSON line:
 
 (The shock's effects are measured on its days only.)
 
-The return-rate mechanisms (fatigue_weight, clickbait_satisfaction, satisfaction_completion)
+The return-rate mechanisms (fatigue_weight, topic_fatigue_weight, clickbait_satisfaction,
+satisfaction_completion)
 change tomorrow's sessions, not today's clicks, so their control compares policies
 (data.oracle_policy): the myopic oracle (the most probable click in every slot) against the
 planning oracle for the mechanism (the same fill of z + lambda * v, v the item's true
@@ -57,7 +58,8 @@ PLAN_MIN = 0.05           # (a) for return-rate mechanisms: the planner's gain i
 PLAN_OFF_MAX = 0.01       # (c) for them: without the mechanism planning gains less than this
 CLICK_MECHANISMS = {"clickbait": "clickbait_weight", "satiation": "satiation_weight",
                     "triple": "triple_weight", "shock": "shock_size"}
-RETURN_MECHANISMS = ("fatigue_weight", "clickbait_satisfaction", "satisfaction_completion")
+RETURN_MECHANISMS = ("fatigue_weight", "topic_fatigue_weight", "clickbait_satisfaction",
+                     "satisfaction_completion")
 # what else "off" restores: satisfaction from completion replaces the click count's
 # (--satisfaction_click 0 in the claims preset), so without it the clicks count again
 OFF_ALSO = {"satisfaction_completion": {"satisfaction_click": 1.0}}

@@ -22,9 +22,10 @@ Daily satisfaction (per page, EMA as before) and session rate:
                     - (1 - w_click) * clicks / pages      (w_click: --satisfaction_click)
                     - w_cbs * sum(b_i of clicked items) / pages          (satisfaction later)
     rate *= exp(-w_fat * F_u),   F_u <- m F_u + (1 - m) (sum_c share_c^2 - 1/C)   (fatigue)
+    rate *= exp(-w_tf * G_u),    G_u <- m G_u + (1 - m) (sum_k share_k^2 - 1/K)   (topic fatigue)
 
-with share_c the user's share of channel c among the day's impressions (m:
---satisfaction_memory). Completion (SIMULATOR.md step 4) gains an item-quality term:
+with share_c the user's share of channel c among the day's impressions and share_k that of
+topic k (an item's topic is its first tag's; K = --n_topics) (m: --satisfaction_memory). Completion (SIMULATOR.md step 4) gains an item-quality term:
 
     completion_ui = sigmoid(completion_bias + completion_match <u, v_i> + w_q e_i)
                                               e_i ~ N(0, 1), independent of the click logit
@@ -98,8 +99,8 @@ def satiation_decay(cfg: SimConfig, seconds: np.ndarray) -> np.ndarray:
 
 
 def channel_concentration(impressions: np.ndarray) -> np.ndarray:
-    """[n, C] impressions per channel -> sum_c share_c^2 - 1/C (0 for an even mix or no
-    impressions, 1 - 1/C for a single channel)."""
+    """[n, C] impressions per channel (or per topic) -> sum_c share_c^2 - 1/C (0 for an even
+    mix or no impressions, 1 - 1/C for a single channel)."""
     total = impressions.sum(1, keepdims=True)
     share = impressions / np.maximum(total, 1)
     return np.where(total[:, 0] > 0, (share ** 2).sum(1) - 1.0 / impressions.shape[1], 0.0)
@@ -117,11 +118,18 @@ class MechanismState:
     """The per-user state of the mechanisms for one IRecSim population."""
 
     def __init__(self, cfg: SimConfig, n_users: int, n_items: int, field_weights,
-                 hour_weights=None):
+                 hour_weights=None, item_topic=None):
         """field_weights: the population's frequency of each value of the triple's user field;
-        hour_weights [24]: the sessions' hour-of-day profile (uniform by default)."""
+        hour_weights [24]: the sessions' hour-of-day profile (uniform by default); item_topic
+        [n_items]: each item's topic in [0, --n_topics) (topic fatigue; None: all topic 0)."""
         c = len(CHANNELS)
         self.cfg = cfg
+        self.item_topic = (np.zeros(n_items, np.int64) if item_topic is None
+                           else np.asarray(item_topic, np.int64))
+        if self.item_topic.shape != (n_items,) or (
+                n_items and not 0 <= self.item_topic.min() <= self.item_topic.max() < cfg.n_topics):
+            raise ValueError(f"item_topic: expected {n_items} topics in [0, --n_topics="
+                             f"{cfg.n_topics})")
         self.clickbait = clickbait_scores(cfg, n_items)
         self.quality = completion_quality_scores(cfg, n_items)
         self.triple = triple_table(cfg, field_weights,
@@ -129,12 +137,15 @@ class MechanismState:
         self.satiation = np.zeros((n_users, c))
         self.satiation_time = np.zeros(n_users, np.int64)
         self.fatigue = np.zeros(n_users)
+        self.topic_fatigue = np.zeros(n_users)
         self.day_channel = np.zeros((n_users, c))
+        self.day_topic = np.zeros((n_users, cfg.n_topics))
         self.day_completion = np.zeros(n_users)
         self.day_clickbait = np.zeros(n_users)
 
     def start_day(self) -> None:
         self.day_channel[:] = 0
+        self.day_topic[:] = 0
         self.day_completion[:] = 0
         self.day_clickbait[:] = 0
 
@@ -164,6 +175,8 @@ class MechanismState:
         shown = np.zeros((len(rows), c))
         np.add.at(shown, (np.repeat(np.arange(len(rows)), channel.shape[1]), channel.ravel()), 1.0)
         self.day_channel[rows] += shown
+        np.add.at(self.day_topic, (np.repeat(rows, items.shape[1]),
+                                   self.item_topic[items].ravel()), 1.0)
         self.day_completion[rows] += np.where(clicked, completion, 0.0).sum(1)
         self.day_clickbait[rows] += np.where(clicked, self.clickbait[items], 0.0).sum(1)
 
@@ -177,7 +190,11 @@ class MechanismState:
         m = self.cfg.satisfaction_memory
         today = channel_concentration(self.day_channel)
         self.fatigue = np.where(active, m * self.fatigue + (1 - m) * today, m * self.fatigue)
+        today = channel_concentration(self.day_topic)
+        self.topic_fatigue = np.where(active, m * self.topic_fatigue + (1 - m) * today,
+                                      m * self.topic_fatigue)
 
     def rate_factor(self) -> np.ndarray:
-        """[n] the session-rate multiplier exp(-w_fat * F_u)."""
-        return np.exp(-self.cfg.fatigue_weight * self.fatigue)
+        """[n] the session-rate multiplier exp(-w_fat * F_u - w_tf * G_u)."""
+        return np.exp(-self.cfg.fatigue_weight * self.fatigue
+                      - self.cfg.topic_fatigue_weight * self.topic_fatigue)

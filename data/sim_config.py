@@ -118,6 +118,11 @@ class SimConfig:
     fatigue_weight: float = help_field(
         0.0, "Cross-day channel fatigue: the session rate is x exp(-w * F), F an EMA of the "
         "day's channel concentration sum_c share_c^2 - 1/C. Lowers returns, not today's clicks.")
+    topic_fatigue_weight: float = help_field(
+        0.0, "Cross-day topic fatigue: the session rate is x exp(-w * G), G an EMA of the "
+        "day's topic concentration sum_k share_k^2 - 1/K over the topics of the items shown "
+        "(an item's topic: its first tag's). The same interests day after day lower returns, "
+        "not today's clicks.")
     satiation_weight: float = help_field(
         0.0, "Short-term channel satiation: the click logit falls by w * S_uc, S_uc the user's "
         "recent clicks on the channel decayed with --satiation_halflife_h.")

@@ -68,6 +68,10 @@ class World:
     def n_tags(self) -> int:
         return len(self.tag_topic)
 
+    def item_topic(self) -> np.ndarray:
+        """[I] each item's topic: its first tag's (topic fatigue, data.mechanisms)."""
+        return np.maximum(self.tag_topic[self.items.tags[:, 0]], 0)
+
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)

@@ -225,7 +225,8 @@ class IRecSim:
         self.satisfaction = np.full(n, self.cfg.satisfaction_reference)
         self.request_count = np.zeros(n, np.int64)
         self.mech = MechanismState(self.cfg, n, len(self.world.items),
-                                   np.bincount(users.fields[:, TRIPLE_FIELD]), HOUR_PROFILE)
+                                   np.bincount(users.fields[:, TRIPLE_FIELD]), HOUR_PROFILE,
+                                   self.world.item_topic())
         self.day = start_day - 1
         self.done = False
         return self._next_day()
@@ -263,7 +264,7 @@ class IRecSim:
             weekend = 1.15 if weekday >= 5 else 1.0
             rate = (cfg.sessions_per_day * self.activity * weekend * np.exp(
                 cfg.return_weight * np.tanh(self.satisfaction - cfg.satisfaction_reference)))
-            if cfg.fatigue_weight:
+            if cfg.fatigue_weight or cfg.topic_fatigue_weight:
                 rate = rate * self.mech.rate_factor()
             count = self.rng.poisson(rate)
             max_s = int(count.max()) if len(count) else 0

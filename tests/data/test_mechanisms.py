@@ -84,6 +84,46 @@ def test_fatigue_lowers_the_return_rate_after_a_single_channel_day_not_after_an_
     assert all(f[1] == 1.0 for f in factors)
 
 
+def test_topic_fatigue_counts_each_shown_items_topic_and_lowers_the_rate_by_its_formula():
+    cfg = SimConfig(topic_fatigue_weight=2.0, satisfaction_memory=0.5, n_topics=4)
+    # items 0-3 of topic 0, items 4-9 of topics 1, 2, 3, 1, 2, 3
+    topics = np.array([0, 0, 0, 0, 1, 2, 3, 1, 2, 3])
+    state = MechanismState(cfg, 2, 10, np.ones(6), item_topic=topics)
+    no_click = np.zeros((2, 4), bool)
+    # user 0 sees four items of topic 0; user 1 one item of each topic
+    state.after_page(np.array([0, 1]), np.array([[0, 1, 2, 3], [0, 4, 5, 6]]),
+                     np.zeros((2, 4), np.int64), no_click, np.zeros((2, 4)), 0)
+    np.testing.assert_array_equal(state.day_topic, [[4, 0, 0, 0], [1, 1, 1, 1]])
+    state.end_day(np.array([True, True]))
+    # G = 0.5 * (1 - 1/4) = 0.375 for user 0, 0 for user 1; factor exp(-2 G)
+    np.testing.assert_allclose(state.topic_fatigue, [0.375, 0.0])
+    np.testing.assert_allclose(state.rate_factor(), [np.exp(-0.75), 1.0])
+    # a second day without sessions decays G by the memory: 0.1875
+    state.start_day()
+    state.end_day(np.array([False, False]))
+    np.testing.assert_allclose(state.topic_fatigue, [0.1875, 0.0])
+    # channel fatigue (every item shown here is channel 0: F = 0.1875 for both) multiplies in
+    state.cfg = dataclasses.replace(cfg, fatigue_weight=1.0)
+    np.testing.assert_allclose(state.rate_factor(), np.exp([-0.1875 - 0.375, -0.1875]))
+    with pytest.raises(ValueError, match="item_topic: expected 10 topics in"):
+        MechanismState(cfg, 2, 10, np.ones(6), item_topic=np.full(10, 4))
+
+
+def test_topic_fatigue_lowers_sessions_under_a_topic_concentrating_policy():
+    sessions = []
+    for weight in (0.0, 3.0):
+        cfg = dataclasses.replace(SMALL, n_days=4, topic_fatigue_weight=weight)
+        count = [0]
+
+        def observe(req, slates, fb):
+            if req.day >= 1:
+                count[0] += int((req.page == 0).sum())
+
+        simulate_shard(cfg, 0, 1, observe=observe)
+        sessions.append(count[0])
+    assert sessions[1] < 0.9 * sessions[0]
+
+
 def test_clickbait_share_keeps_u01_on_a_share_of_items_and_zero_elsewhere():
     u = np.random.default_rng([3, 21]).uniform(size=2000)
     every = mechanisms.clickbait_scores(SimConfig(seed=3), 2000)

@@ -43,6 +43,17 @@ def test_planning_values_change_the_fill_as_their_formulas_say():
     np.testing.assert_array_equal(
         greedy_slates(z, channel, tags, CFG, channel_counts=counts, channel_weight=1.0),
         [[1, 0]])
+    # topic fatigue: the same counts per topic; candidates 0 and 1 share topic 0 (share 0.9):
+    # slot 0: 3 - 0.9 = 2.1 > 2.9 - 0.9 = 2.0 > 1 - 0.1 -> candidate 0; slot 1 (topic 0 now
+    # 10/11): 2.9 - 0.909 = 1.99 > candidate 2's 1 - 1/11 = 0.91
+    group = np.array([[0, 0, 1, 2]])
+    np.testing.assert_array_equal(
+        greedy_slates(z, channel, tags, CFG, channel_counts=counts, channel_weight=1.0,
+                      group=group), [[0, 1]])
+    # at lambda 3 the topic-1 candidate wins slot 0: 1 - 0.3 = 0.7 > 3 - 2.7 = 0.3
+    np.testing.assert_array_equal(
+        greedy_slates(z, channel, tags, CFG, channel_counts=counts, channel_weight=3.0,
+                      group=group)[0, 0], 2)
 
 
 def test_candidate_logits_give_the_click_probability_of_a_candidate_at_the_top():
@@ -59,11 +70,12 @@ def test_candidate_logits_give_the_click_probability_of_a_candidate_at_the_top()
         np.testing.assert_allclose(p, env._exam[0] / (1 + np.exp(-cand["z"][:, j])), rtol=1e-9)
 
 
-@pytest.mark.parametrize("mechanism", [None, "clickbait_satisfaction", "fatigue_weight"])
+@pytest.mark.parametrize("mechanism", [None, "clickbait_satisfaction", "fatigue_weight",
+                                       "topic_fatigue_weight"])
 def test_the_oracles_serve_their_candidates_for_a_whole_period(mechanism):
     cfg = dataclasses.replace(SimConfig(n_users=200, n_days=2, test_days=1),
                               clickbait_weight=2.0, clickbait_satisfaction=1.0,
-                              fatigue_weight=1.0)
+                              fatigue_weight=1.0, topic_fatigue_weight=1.0)
     policy = OraclePolicy(cfg, mechanism, 1.0 if mechanism else 0.0)
     served = []
 
