@@ -30,9 +30,21 @@ from day 0 to the end (the warm-up day is the logging policy's):
     flag_off_effect    the same ratio, the same lambda, with the mechanism's weight at 0
                        (satisfaction_completion: and --satisfaction_click at 1, the clicks'
                        own satisfaction back)
-    recovered_effect   null: a model that learns v's effect on return from logs is not built
+    recovered_effect   a Poisson regression handed the true daily feature x_ud the
+                       mechanism reads (the day's topic or channel concentration, clicked
+                       clickbait or completion per page) beside everything else that day's
+                       satisfaction and fatigue read (the other features, clicks, new tags
+                       and repeated tags per page), fitted on the logging policy's logs: a
+                       user's sessions on day d + 1 ~ exp(b0 + b x_ud / sd(x) + c' w_ud
+                       + c log pages_ud + weekend_(d+1)) x the user's mean sessions per day
+                       (exposure; w the other features, standardised); recovered_effect =
+                       exp(b) - 1, the change of tomorrow's sessions per standard deviation
+                       of today's feature, with its z (b / se(b))
+    recovered_off_effect  the same with the mechanism's weight at 0
     passed             oracle_effect >= 0.05 and flag_off_effect < 0.01 (planning gains
-                       nothing without the mechanism; it may lose clicks)
+                       nothing without the mechanism; it may lose clicks); with the recovered
+                       part run, also: recovered_effect of the mechanism's sign with |z| >= 3,
+                       and recovered_off_effect of that sign less than half of it
 """
 from __future__ import annotations
 
@@ -56,6 +68,14 @@ RECOVERED_SHARE = 0.5     # (b): a model handed the true feature recovers at lea
 OFF_MAX = 0.002           # (c): with the flag off, no effect beyond this
 PLAN_MIN = 0.05           # (a) for return-rate mechanisms: the planner's gain in clicks per user
 PLAN_OFF_MAX = 0.01       # (c) for them: without the mechanism planning gains less than this
+RECOVERED_Z = 3.0         # (b) for them: the regression's coefficient is this many se from 0
+# the daily feature each return-rate mechanism reads (MechanismState.last_day) and the sign of
+# its effect on tomorrow's sessions
+RETURN_FEATURES = {"fatigue_weight": ("channel_concentration", -1),
+                   "topic_fatigue_weight": ("topic_concentration", -1),
+                   "clickbait_satisfaction": ("clickbait_per_page", -1),
+                   "satisfaction_completion": ("completion_per_page", +1)}
+RETURN_PARTS = ("planning", "recovered")
 CLICK_MECHANISMS = {"clickbait": "clickbait_weight", "satiation": "satiation_weight",
                     "triple": "triple_weight", "shock": "shock_size"}
 RETURN_MECHANISMS = ("fatigue_weight", "topic_fatigue_weight", "clickbait_satisfaction",
@@ -78,6 +98,9 @@ def define_flags() -> None:
                       "to check with the planning oracle (empty: none).")
     flags.DEFINE_list("planning_weights", ["1", "3", "10"], "The planning oracle's lambdas; "
                       "the best (most clicks per user, mechanism on) is reported.")
+    flags.DEFINE_list("return_parts", list(RETURN_PARTS), "Parts of the return-rate checks to "
+                      "run: planning (the oracles, (a) and (c)) and recovered (the regression "
+                      "on the logging policy's logs, (b)).")
 
 
 @dataclasses.dataclass
@@ -184,39 +207,147 @@ def clicks_per_user(cfg: SimConfig, policy: OraclePolicy) -> float:
     return clicks[0] / cfg.n_users
 
 
-def return_check(cfg: SimConfig, flag: str, weights: list[float]) -> dict:
-    start = time.monotonic()
-    if not getattr(cfg, flag):
-        return {"name": flag, "flag": flag, "oracle_effect": None, "recovered_effect": None,
-                "flag_off_effect": None, "passed": None,
-                "message": f"--{flag} is 0 in this preset: nothing to control"}
-    total, done = len(weights) + 3, [0]
+@dataclasses.dataclass
+class Panel:
+    """Per user (rows) and day (columns 0..n_days-1) of one logging-policy simulation."""
+    feature: np.ndarray      # [U, D] the mechanism's daily feature (nan on inactive days)
+    pages: np.ndarray        # [U, D]
+    sessions: np.ndarray     # [U, D]
+    covariates: np.ndarray   # [U, D, K] the other features of PANEL_COVARIATES (nan inactive)
 
-    def run(c, policy):
-        value = clicks_per_user(c, policy)
+
+# what a day's satisfaction and fatigue read besides the mechanism's own feature
+PANEL_COVARIATES = ("channel_concentration", "topic_concentration", "completion_per_page",
+                    "clickbait_per_page", "clicks_per_page", "new_tags_per_page",
+                    "repeats_per_page")
+
+
+def daily_panel(cfg: SimConfig, feature: str) -> Panel:
+    """Simulates the logging policy on the whole population as one shard and records, per
+    user and day, `feature` of MechanismState.last_day, the other PANEL_COVARIATES, the
+    pages and the sessions."""
+    u, d = cfg.n_users, cfg.n_days
+    others = [c for c in PANEL_COVARIATES if c != feature]
+    panel = Panel(np.full((u, d), np.nan), np.zeros((u, d)), np.zeros((u, d)),
+                  np.full((u, d, len(others)), np.nan))
+    env = []
+
+    def observe(req, slates, fb):
+        if req.day >= 0:
+            np.add.at(panel.sessions[:, req.day], req.rows[req.page == 0], 1.0)
+
+    def on_day(day, log):
+        last = env[0].mech.last_day
+        if day >= 0 and last is not None:
+            active = last["active"]
+            panel.feature[active, day] = last[feature][active]
+            panel.covariates[active, day] = np.stack([last[c][active] for c in others], 1)
+            panel.pages[:, day] = last["pages"]
+
+    simulate_shard(cfg, 0, 1, observe=observe, on_day=on_day, on_env=env.append)
+    return panel
+
+
+def session_response(panel: Panel, max_iter: int = 50) -> dict:
+    """The Poisson regression of recovered_effect (module docstring), by Newton's method:
+    {coef, se, z, sd, effect} for the standardised feature. The exposure is the user's own
+    mean over the period, so over few days the coefficient is attenuated (a planted -0.3 per
+    sd reads -0.27 over 8 days, -0.30 over 40); its z is what the check reads."""
+    x, pages, y = panel.feature[:, :-1], panel.pages[:, :-1], panel.sessions[:, 1:]
+    exposure = np.broadcast_to(panel.sessions.mean(1, keepdims=True), y.shape)
+    weekend = np.broadcast_to((np.arange(1, panel.sessions.shape[1]) % 7 >= 5)[None], y.shape)
+    keep = np.isfinite(x) & (exposure > 0)
+    x, sd = x[keep], float(np.std(x[keep]))
+    if len(x) < 10 or sd == 0:
+        return {"coef": None, "se": None, "z": None, "sd": sd, "effect": None}
+    w = np.concatenate([panel.covariates[:, :-1][keep],
+                        np.log(np.maximum(pages[keep], 1))[:, None],
+                        weekend[keep].astype(np.float64)[:, None]], axis=1)
+    w_sd = w.std(0)
+    w = (w[:, w_sd > 0] - w[:, w_sd > 0].mean(0)) / w_sd[w_sd > 0]   # constant ones dropped
+    design = np.concatenate([np.ones_like(x)[:, None], ((x - x.mean()) / sd)[:, None], w],
+                            axis=1)
+    target, offset = y[keep], np.log(exposure[keep])
+    beta = np.zeros(design.shape[1])
+    beta[0] = np.log(target.sum() / np.exp(offset).sum())
+    for _ in range(max_iter):
+        mu = np.exp(offset + design @ beta)
+        info = design.T @ (design * mu[:, None])
+        step = np.linalg.solve(info, design.T @ (target - mu))
+        beta += step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    mu = np.exp(offset + design @ beta)
+    se = float(np.sqrt(np.linalg.inv(design.T @ (design * mu[:, None]))[1, 1]))
+    return {"coef": float(beta[1]), "se": se, "z": float(beta[1] / se), "sd": sd,
+            "effect": float(np.expm1(beta[1]))}
+
+
+def return_recovered(cfg: SimConfig, flag: str, progress=None) -> dict:
+    """(b) of a return-rate mechanism: the regression on the logging policy's logs with the
+    mechanism on and with its weight at 0 (OFF_ALSO restored); `progress()` after each
+    simulation."""
+    feature, sign = RETURN_FEATURES[flag]
+    off = dataclasses.replace(cfg, **{flag: 0.0, **OFF_ALSO.get(flag, {})})
+    fits = []
+    for c in (cfg, off):
+        fits.append(session_response(daily_panel(c, feature)))
+        if progress:
+            progress()
+    on_fit, off_fit = fits
+    passed = (on_fit["effect"] is not None and sign * on_fit["z"] >= RECOVERED_Z
+              and sign * (off_fit["effect"] or 0.0) < 0.5 * sign * on_fit["effect"])
+    return {"recovered_effect": on_fit["effect"], "recovered_z": on_fit["z"],
+            "recovered_off_effect": off_fit["effect"], "recovered_off_z": off_fit["z"],
+            "recovered_feature": feature, "recovered_feature_sd": on_fit["sd"],
+            "recovered_passed": bool(passed)}
+
+
+def return_check(cfg: SimConfig, flag: str, weights: list[float],
+                 parts=RETURN_PARTS) -> dict:
+    """One JSON line of a return-rate mechanism: `parts` of RETURN_PARTS ((a) and (c) by the
+    oracles, (b) by the regression); a part not run leaves its fields null."""
+    start = time.monotonic()
+    out = {"name": flag, "flag": flag, "value": getattr(cfg, flag), "oracle_effect": None,
+           "recovered_effect": None, "flag_off_effect": None, "passed": None}
+    if not getattr(cfg, flag):
+        return {**out, "message": f"--{flag} is 0 in this preset: nothing to control"}
+    total = (len(weights) + 3 if "planning" in parts else 0) + (2 if "recovered" in parts else 0)
+    done = [0]
+
+    def tick():
         done[0] += 1
         spent = time.monotonic() - start
         print(f"  {flag}: {done[0]}/{total} simulations, {spent / 60:.1f} min, ETA "
               f"{spent / done[0] * (total - done[0]) / 60:.1f} min", file=sys.stderr, flush=True)
-        return value
 
-    myopic = run(cfg, OraclePolicy(cfg))
-    planned = {w: run(cfg, OraclePolicy(cfg, flag, w)) for w in weights}
-    best = max(planned, key=planned.get)
-    off = dataclasses.replace(cfg, **{flag: 0.0, **OFF_ALSO.get(flag, {})})
-    myopic_off = run(off, OraclePolicy(off))
-    planned_off = run(off, OraclePolicy(off, flag, best))
-    oracle = planned[best] / myopic - 1.0
-    off_effect = planned_off / myopic_off - 1.0
-    return {"name": flag, "flag": flag, "value": getattr(cfg, flag),
-            "oracle_effect": oracle, "recovered_effect": None, "flag_off_effect": off_effect,
-            "passed": bool(oracle >= PLAN_MIN and off_effect < PLAN_OFF_MAX),
-            "planning_weight": best, "clicks_per_user_myopic": myopic,
-            "clicks_per_user_planned": {str(w): v for w, v in planned.items()},
-            "clicks_per_user_off": {"myopic": myopic_off, "planned": planned_off},
-            "message": "recovered_effect: a model that learns the effect on return from logs "
-                       "is not built", "n_users": cfg.n_users, "n_days": cfg.n_days,
-            "unit": "clicks per user, relative", "wall_s": round(time.monotonic() - start, 1)}
+    checks = []
+    if "planning" in parts:
+        def run(c, policy):
+            value = clicks_per_user(c, policy)
+            tick()
+            return value
+
+        myopic = run(cfg, OraclePolicy(cfg))
+        planned = {w: run(cfg, OraclePolicy(cfg, flag, w)) for w in weights}
+        best = max(planned, key=planned.get)
+        off = dataclasses.replace(cfg, **{flag: 0.0, **OFF_ALSO.get(flag, {})})
+        myopic_off = run(off, OraclePolicy(off))
+        planned_off = run(off, OraclePolicy(off, flag, best))
+        out.update(oracle_effect=planned[best] / myopic - 1.0,
+                   flag_off_effect=planned_off / myopic_off - 1.0, planning_weight=best,
+                   clicks_per_user_myopic=myopic,
+                   clicks_per_user_planned={str(w): v for w, v in planned.items()},
+                   clicks_per_user_off={"myopic": myopic_off, "planned": planned_off})
+        checks.append(out["oracle_effect"] >= PLAN_MIN and out["flag_off_effect"] < PLAN_OFF_MAX)
+    if "recovered" in parts:
+        out.update(return_recovered(cfg, flag, progress=tick))
+        checks.append(out["recovered_passed"])
+    out.update(passed=bool(all(checks)), parts=list(parts), n_users=cfg.n_users,
+               n_days=cfg.n_days, unit="clicks per user, relative (recovered: tomorrow's "
+               "sessions per sd of today's feature, relative)",
+               wall_s=round(time.monotonic() - start, 1))
+    return out
 
 
 def main(argv):
@@ -240,14 +371,18 @@ def main(argv):
                              "numbers") from None
     if not weights or min(weights) <= 0:
         raise app.UsageError("--planning_weights: expected one or more numbers > 0")
+    parts = [p for p in RETURN_PARTS if p in FLAGS.return_parts]
+    if set(FLAGS.return_parts) - set(RETURN_PARTS) or not parts:
+        raise app.UsageError(f"--return_parts={','.join(FLAGS.return_parts)}: expected some of "
+                             f"{list(RETURN_PARTS)}")
     for i, name in enumerate(FLAGS.mechanisms):
         print(f"mechanisms: {i}/{len(FLAGS.mechanisms)} checking {name}", file=sys.stderr,
               flush=True)
         print(json.dumps(check(cfg, name, FLAGS.max_train_rows)), flush=True)
     for i, flag in enumerate(FLAGS.return_mechanisms):
-        print(f"mechanisms: {i}/{len(FLAGS.return_mechanisms)} planning oracle for {flag} "
-              f"({len(weights) + 3} simulations)", file=sys.stderr, flush=True)
-        print(json.dumps(return_check(cfg, flag, weights)), flush=True)
+        print(f"mechanisms: {i}/{len(FLAGS.return_mechanisms)} return check of {flag} "
+              f"({', '.join(parts)})", file=sys.stderr, flush=True)
+        print(json.dumps(return_check(cfg, flag, weights, parts)), flush=True)
 
 
 if __name__ == "__main__":
