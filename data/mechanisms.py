@@ -25,7 +25,8 @@ Daily satisfaction (per page, EMA as before) and session rate:
     rate *= exp(-w_tf * G_u),    G_u <- m G_u + (1 - m) (sum_k share_k^2 - 1/K)   (topic fatigue)
 
 with share_c the user's share of channel c among the day's impressions and share_k that of
-topic k (an item's topic is its first tag's; K = --n_topics) (m: --satisfaction_memory). Completion (SIMULATOR.md step 4) gains an item-quality term:
+topic k (an item's topic is its first tag's; K = --n_topics) (m: --satisfaction_memory).
+Completion (SIMULATOR.md step 4) gains an item-quality term:
 
     completion_ui = sigmoid(completion_bias + completion_match <u, v_i> + w_q e_i)
                                               e_i ~ N(0, 1), independent of the click logit
