@@ -103,8 +103,12 @@ PLAN = (
          ("datasets/mind/metadata.json",), 1, needs=(MIND_IN,)),
     Step("controls", "positive controls of the claims preset's mechanisms", "benchmarks.mechanisms",
          ("--flagfile=configs/sim_claims.flags",),
-         ("results/mechanisms/positive_controls_all.jsonl",), 75,
+         ("results/mechanisms/positive_controls_all.jsonl",), 85,
          stdout_to="results/mechanisms/positive_controls_all.jsonl"),
+    Step("model_controls", "HRL-Rec with and without the GRU and the self-attention, their "
+         "mechanisms on and off (5 seeds)", "experiments.model_controls",
+         ("--flagfile=configs/model_controls.flags",),
+         ("results/model_controls/model_controls.md",), 525),
     Step("table2_sim_small", "Table 2 on sim_small (3 seeds)", "experiments.table2",
          ("--flagfile=configs/table2.flags",), ("results/table2/table2.md",), 100),
     five_seeds("claims", "table2_sim_claims", "Table 2 on the claims preset (5 seeds)",
