@@ -283,12 +283,17 @@ def session_response(panel: Panel, max_iter: int = 50) -> dict:
             "effect": float(np.expm1(beta[1]))}
 
 
+def flag_off(cfg: SimConfig, flag: str) -> SimConfig:
+    """`cfg` with the return-rate mechanism's weight at 0 and what OFF_ALSO restores."""
+    return dataclasses.replace(cfg, **{flag: 0.0, **OFF_ALSO.get(flag, {})})
+
+
 def return_recovered(cfg: SimConfig, flag: str, progress=None) -> dict:
     """(b) of a return-rate mechanism: the regression on the logging policy's logs with the
     mechanism on and with its weight at 0 (OFF_ALSO restored); `progress()` after each
     simulation."""
     feature, sign = RETURN_FEATURES[flag]
-    off = dataclasses.replace(cfg, **{flag: 0.0, **OFF_ALSO.get(flag, {})})
+    off = flag_off(cfg, flag)
     fits = []
     for c in (cfg, off):
         fits.append(session_response(daily_panel(c, feature)))
@@ -331,7 +336,7 @@ def return_check(cfg: SimConfig, flag: str, weights: list[float],
         myopic = run(cfg, OraclePolicy(cfg))
         planned = {w: run(cfg, OraclePolicy(cfg, flag, w)) for w in weights}
         best = max(planned, key=planned.get)
-        off = dataclasses.replace(cfg, **{flag: 0.0, **OFF_ALSO.get(flag, {})})
+        off = flag_off(cfg, flag)
         myopic_off = run(off, OraclePolicy(off))
         planned_off = run(off, OraclePolicy(off, flag, best))
         out.update(oracle_effect=planned[best] / myopic - 1.0,

@@ -143,7 +143,6 @@ class MechanismState:
         self.day_topic = np.zeros((n_users, cfg.n_topics))
         self.day_completion = np.zeros(n_users)
         self.day_clickbait = np.zeros(n_users)
-        self.day_pages = np.zeros(n_users)
         self.last_day: dict | None = None   # what end_day saw (benchmarks.mechanisms reads it)
 
     def start_day(self) -> None:
@@ -151,7 +150,6 @@ class MechanismState:
         self.day_topic[:] = 0
         self.day_completion[:] = 0
         self.day_clickbait[:] = 0
-        self.day_pages[:] = 0
 
     def click_terms(self, rows, items, channel, user_fields, hour, timestamp, day) -> dict:
         """{name: [n, S]} the click-logit terms of one page per request row."""
@@ -179,7 +177,6 @@ class MechanismState:
         shown = np.zeros((len(rows), c))
         np.add.at(shown, (np.repeat(np.arange(len(rows)), channel.shape[1]), channel.ravel()), 1.0)
         self.day_channel[rows] += shown
-        self.day_pages[rows] += 1
         np.add.at(self.day_topic, (np.repeat(rows, items.shape[1]),
                                    self.item_topic[items].ravel()), 1.0)
         self.day_completion[rows] += np.where(clicked, completion, 0.0).sum(1)
@@ -191,13 +188,15 @@ class MechanismState:
         return (cfg.satisfaction_completion * self.day_completion
                 - cfg.clickbait_satisfaction * self.day_clickbait) / np.maximum(pages, 1)
 
-    def end_day(self, active: np.ndarray, covariates: dict | None = None) -> None:
+    def end_day(self, active: np.ndarray, pages: np.ndarray | None = None,
+                covariates: dict | None = None) -> None:
         """Updates fatigue with the day's concentrations; `last_day` keeps the day's per-user
-        features (and `covariates`, [n] arrays the simulator adds) until the next end_day."""
+        features (per page of `pages`, the simulator's count; and `covariates`, [n] arrays the
+        simulator adds) until the next end_day."""
         m = self.cfg.satisfaction_memory
-        pages = np.maximum(self.day_pages, 1)
-        self.last_day = {**(covariates or {}), "active": active.copy(),
-                         "pages": self.day_pages.copy(),
+        shown = np.zeros(len(active)) if pages is None else np.asarray(pages, np.float64)
+        pages = np.maximum(shown, 1)
+        self.last_day = {**(covariates or {}), "active": active.copy(), "pages": shown.copy(),
                          "channel_concentration": channel_concentration(self.day_channel),
                          "topic_concentration": channel_concentration(self.day_topic),
                          "completion_per_page": self.day_completion / pages,

@@ -312,9 +312,10 @@ class IRecSim:
         if cfg.satisfaction_completion or cfg.clickbait_satisfaction:
             today = today + self.mech.satisfaction_terms(self.day_pages)
         active = self.day_pages > 0
-        self.mech.end_day(active, {"clicks_per_page": self.day_clicks / pages,
-                                   "new_tags_per_page": self.day_new_tags / pages,
-                                   "repeats_per_page": self.day_repeats / pages})
+        self.mech.end_day(active, self.day_pages, {
+            "clicks_per_page": self.day_clicks / pages,
+            "new_tags_per_page": self.day_new_tags / pages,
+            "repeats_per_page": self.day_repeats / pages})
         m = cfg.satisfaction_memory
         # Days without a session pull satisfaction back towards the reference.
         today = np.where(active, today, cfg.satisfaction_reference)
